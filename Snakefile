@@ -1,0 +1,35 @@
+# editforge: synthesize code-edit training data with open LLMs, fine-tune on it,
+# and score the result on CanItEdit. Stages, in order, each in rules/<stage>.smk:
+#   seeds -> synthesis (round 1, round 2, parse) -> filtering -> dataset
+#   -> training -> evaluation -> report
+# The demo: `snakemake --cores 2`. The paper: `--configfile config/paper.yaml`.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/seeds.smk"
+include: "rules/synthesis.smk"
+include: "rules/filtering.smk"
+include: "rules/dataset.smk"
+include: "rules/training.smk"
+include: "rules/evaluation.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/report/funnel.md",
+        "results/report/summary.md",
+        "results/report/pass_at_1.png",
+        "results/dataset/card.md",
+
+
+onsuccess:
+    print_report()

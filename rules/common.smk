@@ -1,0 +1,70 @@
+# Configuration, shard lists and the helpers that turn config entries into
+# rule params. Every setting that changes a rule's output reaches the rule as a
+# param, so changing it reruns exactly that rule and what follows.
+
+from pathlib import Path
+
+from editforge import config as efconfig
+
+config.update(efconfig.validate(config))
+
+SHARDS = efconfig.shard_names(config)
+SYNTHESIS_MODELS = config["synthesis"]["models"]
+STUDENTS = list(config["training"]["students"])
+TARGETS = config["evaluation"]["targets"]
+TEMPLATES = sorted(str(p) for p in Path(workflow.basedir, "src", "editforge", "templates").glob("*"))
+
+
+wildcard_constraints:
+    shard=r"\d+",
+    model="|".join(SYNTHESIS_MODELS),
+    student="|".join(STUDENTS) if STUDENTS else "(?!)",
+    target="|".join(TARGETS),
+
+
+localrules:
+    all,
+    report,
+
+
+def model_params(wildcards):
+    return efconfig.output_spec(config["models"][wildcards.model])
+
+
+def target_params(wildcards):
+    return efconfig.output_spec(efconfig.target_spec(config, wildcards.target))
+
+
+def _threads(spec):
+    """An in-process model uses every core it gets; an HTTP client needs one."""
+    return 2 if spec["backend"] == "transformers" else 1
+
+
+def synthesis_threads(wildcards):
+    return _threads(config["models"][wildcards.model])
+
+
+def target_threads(wildcards):
+    return _threads(efconfig.target_spec(config, wildcards.target))
+
+
+def student_model_input(wildcards):
+    """A student target needs its trained model folder first."""
+    if wildcards.target in STUDENTS:
+        return f"results/training/{wildcards.target}/model"
+    return []
+
+
+def student_base_params(wildcards):
+    return efconfig.output_spec(efconfig.student_base(config, wildcards.student))
+
+
+def student_settings(wildcards):
+    return config["training"]["students"][wildcards.student]
+
+
+def print_report():
+    for name in ("funnel.md", "summary.md"):
+        path = Path("results/report", name)
+        if path.exists():
+            print(path.read_text())

@@ -1,0 +1,55 @@
+# Stages 2 and 3: the two-round dialogue per synthesis model and shard, then
+# parsing each dialogue into a triplet or a drop with its reason. The prompt
+# templates are inputs, so editing one reruns synthesis.
+
+
+rule synthesize_round1:
+    input:
+        pairs="results/seeds/pairs/{shard}.jsonl",
+        templates=TEMPLATES,
+    output:
+        dialogues="results/synthesis/{model}/round1/{shard}.jsonl",
+        usage="results/synthesis/{model}/round1/{shard}.usage.json",
+    params:
+        model=model_params,
+        settings=config["synthesis"],
+    threads: synthesis_threads
+    log:
+        "logs/synthesis/{model}/round1/{shard}.log",
+    conda:
+        "../envs/synthesis.yaml"
+    script:
+        "../scripts/synthesize.py"
+
+
+rule synthesize_round2:
+    input:
+        dialogues="results/synthesis/{model}/round1/{shard}.jsonl",
+        templates=TEMPLATES,
+    output:
+        dialogues="results/synthesis/{model}/round2/{shard}.jsonl",
+        usage="results/synthesis/{model}/round2/{shard}.usage.json",
+    params:
+        model=model_params,
+        settings=config["synthesis"],
+    threads: synthesis_threads
+    log:
+        "logs/synthesis/{model}/round2/{shard}.log",
+    conda:
+        "../envs/synthesis.yaml"
+    script:
+        "../scripts/synthesize.py"
+
+
+rule parse:
+    input:
+        "results/synthesis/{model}/round2/{shard}.jsonl",
+    output:
+        triplets="results/triplets/{model}/{shard}.jsonl",
+        counts="results/triplets/{model}/{shard}.counts.json",
+    log:
+        "logs/parse/{model}/{shard}.log",
+    conda:
+        "../envs/synthesis.yaml"
+    script:
+        "../scripts/parse.py"

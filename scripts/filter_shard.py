@@ -1,0 +1,11 @@
+"""Rule filter_shard: see editforge.filtering."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda envs too
+
+from editforge.filtering import run_filter_shard
+from editforge.stage_log import logged
+
+with logged(snakemake.log[0]):
+    run_filter_shard(snakemake.input[0], snakemake.output[0], snakemake.params.settings)

@@ -1,0 +1,18 @@
+"""Rule report: see editforge.funnel."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda envs too
+
+from editforge.funnel import write_funnel
+from editforge.stage_log import logged
+
+with logged(snakemake.log[0]):
+    write_funnel(
+        snakemake.input.seeds,
+        list(snakemake.input.usage),
+        snakemake.input.filtered,
+        snakemake.input.dataset,
+        snakemake.output.json,
+        snakemake.output.markdown,
+    )

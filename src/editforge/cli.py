@@ -1,0 +1,60 @@
+"""A small command line for the parts worth running outside the workflow.
+
+    editforge check-config config/config.yaml   # validate a config, print the resolved one
+    editforge embedded-model                    # convert the embedded model once, print its folder
+    editforge sandbox program.py                # run an untrusted program in the sandbox
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import config as efconfig
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = efconfig.load(args.path)
+    except efconfig.ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(json.dumps(cfg, indent=2))
+    return 0
+
+
+def _embedded_model(_: argparse.Namespace) -> int:
+    from .embedded import embedded_model_path
+
+    print(embedded_model_path())
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import run_program
+
+    result = run_program(Path(args.path).read_text(encoding="utf-8"), timeout_s=args.timeout)
+    print(json.dumps(result.__dict__ if hasattr(result, "__dict__") else result, indent=2, default=str))
+    return 0 if result.outcome == "pass" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="editforge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("path")
+    check.set_defaults(run=_check_config)
+    embedded = commands.add_parser("embedded-model", help="prepare the embedded SmolLM2 model")
+    embedded.set_defaults(run=_embedded_model)
+    sandbox = commands.add_parser("sandbox", help="run a Python file in the evaluation sandbox")
+    sandbox.add_argument("path")
+    sandbox.add_argument("--timeout", type=float, default=15.0)
+    sandbox.set_defaults(run=_sandbox)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Load and check the workflow configuration before anything runs.
+
+The JSON schema (``schemas/config.schema.yaml``) catches unknown keys and wrong
+types; ``validate`` adds the checks a schema cannot express (names that refer to
+other entries, files that must exist, API-key variables that must be set) and
+fills in defaults, so every stage reads one complete, checked config.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+BENCHMARK_ENV = "EDITFORGE_CANITEDIT"
+SYNTHESIS_SAMPLING = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 2048}
+EVALUATION_SAMPLING = {"temperature": 0.2, "top_p": 0.95, "max_tokens": 2048}
+# Model-spec keys that change how a call is made but not what it returns; they
+# stay out of rule params so that, e.g., raising concurrency reruns nothing.
+OPERATIONAL_KEYS = frozenset(
+    {"base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "retry_base_s",
+     "retry_max_s", "num_threads", "device", "price", "use_n"}
+)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+def schema() -> dict[str, Any]:
+    text = resources.files("editforge").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that also writes each property's ``default`` into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: dict, instance: Any, sub_schema: dict) -> Iterator:
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if "default" in prop and name not in instance:
+                    instance[name] = copy.deepcopy(prop["default"])
+        yield from validate_properties(validator, properties, instance, sub_schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    return validate(raw or {})
+
+
+def validate(raw: dict[str, Any], *, check_env: bool = True) -> dict[str, Any]:
+    """Return a checked copy of ``raw`` with defaults filled in, or raise ConfigError."""
+    cfg = copy.deepcopy(raw)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"  {_key_path(e)}: {e.message}" for e in errors]
+        raise ConfigError("invalid config:\n" + "\n".join(lines))
+    for section, defaults in (("synthesis", SYNTHESIS_SAMPLING), ("evaluation", EVALUATION_SAMPLING)):
+        cfg[section]["sampling"] = {**defaults, **cfg[section]["sampling"]}
+    _check_references(cfg)
+    _check_files(cfg)
+    if check_env:
+        _check_api_keys(cfg)
+    return cfg
+
+
+def _check_references(cfg: dict[str, Any]) -> None:
+    models, students = cfg["models"], cfg["training"]["students"]
+    for name in cfg["synthesis"]["models"]:
+        if name not in models:
+            raise ConfigError(f"synthesis.models: '{name}' is not defined under models")
+    clash = sorted(set(models) & set(students))
+    if clash:
+        raise ConfigError(f"training.students: '{clash[0]}' is also a models entry; use distinct names")
+    for name in cfg["evaluation"]["targets"]:
+        if name not in models and name not in students:
+            raise ConfigError(f"evaluation.targets: '{name}' is neither a models entry nor a training student")
+    for name, student in students.items():
+        base = student["base_model"]
+        if base in models and models[base]["backend"] != "transformers":
+            raise ConfigError(
+                f"training.students.{name}.base_model: '{base}' is served over HTTP; "
+                "fine-tuning needs a transformers model (hub id, local path or 'embedded')"
+            )
+    mix = cfg["dataset"].get("mix")
+    if mix is not None:
+        for name in mix:
+            if name not in cfg["synthesis"]["models"]:
+                raise ConfigError(f"dataset.mix: '{name}' is not one of synthesis.models")
+        if sum(mix.values()) <= 0:
+            raise ConfigError("dataset.mix: the shares must not all be zero")
+    seeds = cfg["seeds"]
+    if seeds["min_lines"] > seeds["max_lines"]:
+        raise ConfigError("seeds.min_lines: must not exceed seeds.max_lines")
+    names = [s["name"] for s in seeds["sources"]]
+    if len(set(names)) != len(names):
+        raise ConfigError("seeds.sources: source names must be unique")
+
+
+def _check_files(cfg: dict[str, Any]) -> None:
+    for i, source in enumerate(cfg["seeds"]["sources"]):
+        kind = source["type"]
+        if kind in {"directory", "jsonl", "parquet"}:
+            if "path" not in source:
+                raise ConfigError(f"seeds.sources.{i}.path: required for a '{kind}' source")
+            if not Path(source["path"]).exists():
+                raise ConfigError(f"seeds.sources.{i}.path: '{source['path']}' does not exist")
+        if kind == "hf" and "dataset" not in source:
+            raise ConfigError(f"seeds.sources.{i}.dataset: required for an 'hf' source")
+    bench = benchmark_source(cfg)
+    if _looks_like_file(bench) and not Path(bench).exists():
+        where = BENCHMARK_ENV if os.environ.get(BENCHMARK_ENV) else "evaluation.benchmark"
+        raise ConfigError(f"{where}: benchmark file '{bench}' does not exist")
+
+
+def _check_api_keys(cfg: dict[str, Any]) -> None:
+    for name in models_in_use(cfg):
+        env = cfg["models"][name].get("api_key_env")
+        if env and not os.environ.get(env):
+            raise ConfigError(
+                f"models.{name}.api_key_env: environment variable {env} is not set "
+                f"(export {env}=... before running)"
+            )
+
+
+def _looks_like_file(source: str) -> bool:
+    return source.endswith((".jsonl", ".json", ".parquet")) or source.startswith((".", "/"))
+
+
+def models_in_use(cfg: dict[str, Any]) -> list[str]:
+    """The models entries that this run will call."""
+    used = list(cfg["synthesis"]["models"])
+    used += [t for t in cfg["evaluation"]["targets"] if t in cfg["models"]]
+    used += [s["base_model"] for s in cfg["training"]["students"].values() if s["base_model"] in cfg["models"]]
+    return list(dict.fromkeys(used))
+
+
+def benchmark_source(cfg: dict[str, Any]) -> str:
+    """The benchmark to load: the environment override, else the configured one."""
+    return os.environ.get(BENCHMARK_ENV) or cfg["evaluation"]["benchmark"]
+
+
+def shard_names(cfg: dict[str, Any]) -> list[str]:
+    width = max(3, len(str(cfg["seeds"]["num_shards"] - 1)))
+    return [f"{i:0{width}d}" for i in range(cfg["seeds"]["num_shards"])]
+
+
+def output_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The part of a model spec that can change what the model returns."""
+    return {k: v for k, v in spec.items() if k not in OPERATIONAL_KEYS}
+
+
+def student_base(cfg: dict[str, Any], student: str) -> dict[str, Any]:
+    """The transformers model spec a student starts from."""
+    base = cfg["training"]["students"][student]["base_model"]
+    if base in cfg["models"]:
+        return dict(cfg["models"][base])
+    return {"backend": "transformers", "model": base}
+
+
+def target_spec(cfg: dict[str, Any], target: str, model_dir: str | None = None) -> dict[str, Any]:
+    """The model spec an evaluation target is called with.
+
+    A student is evaluated like its base model, loaded from its trained folder
+    and prompted in the format it was trained on.
+    """
+    if target in cfg["models"]:
+        return dict(cfg["models"][target])
+    spec = student_base(cfg, target)
+    spec.update(model=model_dir or f"results/training/{target}/model", prompt_format="editforge")
+    return spec

@@ -1,0 +1,176 @@
+"""The records written between stages, and how they are read and written.
+
+Every stage file is JSON Lines: one JSON object per sample, UTF-8, in a stable
+order. Records that a stage drops stay in its output with ``status: "dropped"``
+and a ``reason`` naming the check that dropped them, so every sample can be
+followed from seed to score. ``docs/records.md`` describes each file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal, NotRequired, TypedDict
+
+Status = Literal["ok", "dropped"]
+Style = Literal["lazy", "descriptive"]
+STYLES: tuple[Style, Style] = ("lazy", "descriptive")
+
+
+class Snippet(TypedDict):
+    source: str  # the configured source name
+    path: str  # file path inside the source
+    start_line: int  # 1-based, inclusive
+    end_line: int
+    kind: str  # "function", "class", "block", "window", ...
+    text: str
+
+
+class PairRecord(TypedDict):
+    """results/seeds/pairs/{shard}.jsonl: one synthesis prompt's seed material."""
+
+    id: str
+    shard: str
+    snippets: list[Snippet]  # two snippets from two different files
+    fewshot_id: str  # which curated one-shot example the prompt shows
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Turn(TypedDict):
+    """One model answer inside the synthesis dialogue."""
+
+    text: str
+    finish_reason: str | None
+    usage: Usage
+    error: str | None  # the last error after retries, else None
+
+
+class DialogueRecord(TypedDict):
+    """results/synthesis/{model}/round{1,2}/{shard}.jsonl."""
+
+    id: str
+    shard: str
+    model: str
+    pair: PairRecord
+    messages: list[dict[str, str]]  # the conversation as sent, answers included
+    round1: dict[str, Turn]  # section name -> answer
+    round2: NotRequired[dict[str, Turn]]
+    status: Status
+    reason: NotRequired[str]
+
+
+class TripletRecord(TypedDict):
+    """results/triplets/{model}/{shard}.jsonl and the filtering stage's files."""
+
+    id: str
+    model: str
+    shard: str
+    pair_id: str
+    fewshot_id: str
+    pre_code: str
+    post_code: str
+    instruction_lazy: str
+    instruction_descriptive: str
+    status: Status
+    reason: NotRequired[str]
+
+
+class TrainingRecord(TypedDict):
+    """results/dataset/train.jsonl: one chat-format training sample."""
+
+    id: str
+    triplet_id: str
+    model: str
+    style: Style
+    pre_code: str
+    post_code: str
+    instruction: str
+    messages: list[dict[str, str]]  # system, user, assistant (edit_format.py)
+
+
+class CompletionRecord(TypedDict):
+    """results/evaluation/{target}/completions.jsonl: one sampled edit."""
+
+    target: str
+    problem_id: int
+    full_name: str
+    kind: Style
+    change_kind: str
+    sample_index: int
+    completion: str  # the program after post-processing
+    raw: str  # what the model wrote
+    finish_reason: str | None
+    error: str | None
+
+
+class ExecutionRecord(CompletionRecord):
+    """results/evaluation/{target}/executions.jsonl: a completion's test run."""
+
+    outcome: Literal["pass", "fail", "timeout", "error", "env_error"]
+    exit_code: int | None
+    stderr_tail: str
+    duration_s: float
+
+
+class RecordError(ValueError):
+    """A stage file holds something that is not a valid record."""
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield the objects of a JSON Lines file; a broken line names file and line."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RecordError(f"{path}:{number}: not JSON ({err.msg})") from None
+            if not isinstance(value, dict):
+                raise RecordError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
+            yield value
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
+    """Write records atomically (a reader never sees half a file); return the count."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    count = 0
+    with open(partial, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(partial, target)
+    return count
+
+
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, target)
+
+
+def drop(record: dict[str, Any], reason: str) -> dict[str, Any]:
+    """Mark a record as dropped by ``reason`` (keeps the first reason given)."""
+    if record.get("status") != "dropped":
+        record["status"] = "dropped"
+        record["reason"] = reason
+    return record
+
+
+def status_counts(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Counts of kept records and of drops by reason: {"ok": n, "<reason>": m, ...}."""
+    counts: Counter[str] = Counter()
+    for record in records:
+        counts["ok" if record.get("status") == "ok" else str(record.get("reason", "unknown"))] += 1
+    return dict(sorted(counts.items()))
