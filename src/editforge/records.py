@@ -80,6 +80,8 @@ class TripletRecord(TypedDict):
     instruction_descriptive: str
     status: Status
     reason: NotRequired[str]
+    duplicate_of: NotRequired[str]  # the kept triplet this one duplicates
+    contaminated_by: NotRequired[str]  # the benchmark problem it overlaps
 
 
 class TrainingRecord(TypedDict):

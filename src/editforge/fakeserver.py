@@ -1,0 +1,279 @@
+"""An OpenAI-compatible HTTP server for tests and benchmarks, with scriptable faults.
+
+It serves ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` on
+127.0.0.1. Answers are deterministic: by default a text derived from a hash of
+the last message (or the prompt) and the choice index, or whatever a
+``responder(body, choice_index)`` returns. ``n`` is honoured.
+
+Faults are scripted per call with ``script(body, call_number) -> Behaviour``,
+where ``call_number`` counts the calls of that same request (1 for the first):
+``sequence(status(500), DROP)`` fails a request's first two calls, for example.
+The server counts calls and successful answers per request (``calls``,
+``served``, keyed by ``request_id``), so tests can check that nothing was asked
+twice. ``concurrency`` caps the requests served at once and ``latency_s`` delays
+each answer, as a model server would.
+
+In a test::
+
+    with FakeServer(script=sequence(status(429, retry_after="0.3"))) as server:
+        ...  # server.base_url is "http://127.0.0.1:<port>/v1"
+
+From a shell (prints the base URL once listening)::
+
+    python -m editforge.fakeserver --port 8000 --latency-ms 200 --concurrency 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+
+HOST = "127.0.0.1"
+# Fields that do not change what is asked for.
+IGNORED_FIELDS = frozenset({"stream", "stream_options", "user"})
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What the server does with one call."""
+
+    kind: Literal["ok", "status", "hang", "drop", "malformed", "empty"] = "ok"
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    message: str = ""  # of an error status; "{authorization}" is replaced by that request header
+    seconds: float = 0.0  # how long "hang" waits before it answers after all
+
+
+OK = Behaviour()
+DROP = Behaviour("drop")  # closes the connection without answering
+MALFORMED = Behaviour("malformed")  # status 200, a body that is not valid JSON
+EMPTY = Behaviour("empty")  # status 200, an empty choices list
+
+
+def status(
+    code: int, *, retry_after: str | None = None, retry_after_ms: str | None = None, message: str = "scripted error"
+) -> Behaviour:
+    """An error status, optionally with ``Retry-After`` / ``retry-after-ms`` headers.
+
+    ``message`` may contain "{authorization}", for servers that echo credentials.
+    """
+    headers = [("Retry-After", retry_after), ("retry-after-ms", retry_after_ms)]
+    pairs = tuple((name, value) for name, value in headers if value is not None)
+    return Behaviour("status", status=code, headers=pairs, message=message)
+
+
+def hang(seconds: float) -> Behaviour:
+    """Answer normally, but only after ``seconds`` (longer than the client waits)."""
+    return Behaviour("hang", seconds=seconds)
+
+
+Script = Callable[[dict[str, Any], int], Behaviour]
+Responder = Callable[[dict[str, Any], int], str]
+
+
+def sequence(*behaviours: Behaviour) -> Script:
+    """Call k of every request gets ``behaviours[k - 1]``; later calls succeed."""
+    return lambda body, call: behaviours[call - 1] if call <= len(behaviours) else OK
+
+
+def always(behaviour: Behaviour) -> Script:
+    return lambda body, call: behaviour
+
+
+def request_id(body: dict[str, Any]) -> str:
+    """A hash of what a request asks for, to count repeated calls."""
+    relevant = {key: value for key, value in body.items() if key not in IGNORED_FIELDS}
+    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _last_text(body: dict[str, Any]) -> str:
+    messages = body.get("messages")
+    return str(messages[-1].get("content", "")) if messages else str(body.get("prompt", ""))
+
+
+def default_responder(body: dict[str, Any], index: int) -> str:
+    digest = hashlib.sha256(_last_text(body).encode("utf-8")).hexdigest()[:12]
+    return f"answer {digest} {index}"
+
+
+class FakeServer:
+    def __init__(
+        self,
+        *,
+        responder: Responder = default_responder,
+        script: Script | None = None,
+        latency_s: float = 0.0,
+        concurrency: int | None = None,
+        max_choices: int | None = None,
+        port: int = 0,
+    ) -> None:
+        self.responder = responder
+        self.script = script
+        self.latency_s = latency_s
+        self.concurrency = concurrency
+        self.max_choices = max_choices  # answer fewer choices than asked, as servers ignoring n do
+        self.port = port
+        self.calls: Counter[str] = Counter()  # every call, by request_id
+        self.served: Counter[str] = Counter()  # answers with choices, by request_id
+        self.bodies: list[dict[str, Any]] = []  # every request body, in arrival order
+        self.paths: list[str] = []  # and the path it was sent to
+        self.authorizations: list[str] = []  # the Authorization header of every call
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._slots = asyncio.Semaphore(concurrency) if concurrency else None
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}/v1"
+
+    # ---- running in a background thread (tests)
+
+    def __enter__(self) -> FakeServer:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fakeserver", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.start(), self._loop).result(timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._thread is not None
+        asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    # ---- running in the current event loop
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._text)
+        app.router.add_get("/v1/models", self._models)
+        # Handlers stop when their client goes away, and shutdown is short: calls
+        # scripted to hang must not outlive a test.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self.port, backlog=1024)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+    # ---- handlers
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "fake"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, chat=True)
+
+    async def _text(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, chat=False)
+
+    async def _answer(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        body = await request.json()
+        key = request_id(body)
+        self.calls[key] += 1
+        self.bodies.append(body)
+        self.paths.append(request.path)
+        self.authorizations.append(request.headers.get("Authorization", ""))
+        behaviour = self.script(body, self.calls[key]) if self.script else OK
+        if self._slots is None:
+            return await self._behave(request, body, key, behaviour, chat)
+        async with self._slots:
+            return await self._behave(request, body, key, behaviour, chat)
+
+    async def _behave(
+        self, request: web.Request, body: dict[str, Any], key: str, behaviour: Behaviour, chat: bool
+    ) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            if behaviour.kind == "hang":
+                await asyncio.sleep(behaviour.seconds)
+            elif behaviour.kind == "status":
+                message = behaviour.message.replace("{authorization}", request.headers.get("Authorization", ""))
+                error = {"message": message, "type": "fake", "code": behaviour.status}
+                return web.json_response({"error": error}, status=behaviour.status, headers=dict(behaviour.headers))
+            elif behaviour.kind == "drop":
+                assert request.transport is not None
+                request.transport.abort()
+                return web.Response()  # never written: the connection is gone
+            elif behaviour.kind == "malformed":
+                return web.Response(text='{"id": "broken", "choices": [', content_type="application/json")
+            elif behaviour.kind == "empty":
+                return web.json_response(self._completion(body, [], chat))
+            count = int(body.get("n") or 1)
+            texts = [self.responder(body, index) for index in range(min(count, self.max_choices or count))]
+            self.served[key] += 1
+            return web.json_response(self._completion(body, texts, chat))
+        finally:
+            self.in_flight -= 1
+
+    def _completion(self, body: dict[str, Any], texts: list[str], chat: bool) -> dict[str, Any]:
+        choices: list[dict[str, Any]] = []
+        for index, text in enumerate(texts):
+            choice: dict[str, Any] = {"index": index, "finish_reason": "stop", "logprobs": None}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": text}
+            else:
+                choice["text"] = text
+            choices.append(choice)
+        prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt", "")).split())
+        completion_tokens = sum(len(text.split()) for text in texts)
+        return {
+            "id": f"fake-{len(self.bodies)}",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+async def _serve(server: FakeServer) -> None:
+    await server.start()
+    print(f"listening on {server.base_url}", flush=True)
+    await asyncio.Event().wait()  # until the process is stopped
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every answer")
+    parser.add_argument("--concurrency", type=int, default=None, help="requests served at once (no cap)")
+    args = parser.parse_args(argv)
+    server = FakeServer(latency_s=args.latency_ms / 1000, concurrency=args.concurrency, port=args.port)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
+        asyncio.run(_serve(server))
+
+
+if __name__ == "__main__":
+    main()
