@@ -76,8 +76,12 @@ def test_missing_benchmark_file_is_named(demo: dict, monkeypatch: pytest.MonkeyP
 
 def test_missing_api_key_variable_is_named(demo: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EDITFORGE_TEST_KEY", raising=False)
-    demo["models"]["remote"] = {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
-                                "api_key_env": "EDITFORGE_TEST_KEY"}
+    demo["models"]["remote"] = {
+        "backend": "openai",
+        "model": "m",
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key_env": "EDITFORGE_TEST_KEY",
+    }
     demo["synthesis"]["models"] = ["remote"]
     demo["dataset"]["mix"] = {"remote": 1.0}
     message = _error(demo)
@@ -110,3 +114,10 @@ def test_cli_check_config_reports_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert cli_main(["check-config", str(bad)]) == 2
     assert "invalid config" in capsys.readouterr().err
     assert cli_main(["check-config", str(tmp_path / "absent.yaml")]) == 2
+
+
+def test_key_order_does_not_matter(demo: dict) -> None:
+    """Rule params are compared by repr: reordering YAML keys must not change them."""
+    reordered = dict(reversed(list(demo.items())))
+    reordered["filtering"] = dict(reversed(list(demo["filtering"].items())))
+    assert repr(efconfig.validate(reordered)) == repr(efconfig.validate(demo))

@@ -81,7 +81,17 @@ def validate(raw: dict[str, Any], *, check_env: bool = True) -> dict[str, Any]:
     _check_files(cfg)
     if check_env:
         _check_api_keys(cfg)
-    return cfg
+    return _sorted_keys(cfg)
+
+
+def _sorted_keys(value: Any) -> Any:
+    """Dicts with sorted keys, all the way down: Snakemake compares params by their
+    repr, so the order keys happen to have in a YAML file must not rerun anything."""
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
 
 
 def _check_references(cfg: dict[str, Any]) -> None:

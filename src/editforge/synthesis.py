@@ -1,0 +1,351 @@
+"""Stages 2 and 3: the two-round synthesis dialogue, per model and shard.
+
+Round 1 shows the model two seed snippets and one curated example (program,
+descriptive and lazy instruction; not the edited program, as in the paper) and
+asks for a new program plus an edit task in both styles. Round 2 continues the
+same conversation and asks for the edited program, or ``<UNREASONABLE>``.
+
+Two modes (``synthesis.mode``):
+
+* ``dialogue``: the paper's two free-form turns, one call each.
+* ``sectioned`` (default): each section is its own call, with the answer so far
+  and the next section's header prefilled (``Request.prefill``) and stop strings
+  that end the section. Round 1 is three calls (program, descriptive, lazy),
+  round 2 one (the edited program). Weak models follow the format this way, and
+  strong ones waste fewer answers. The assembled answers read like a well-formed
+  dialogue. A sectioned round 2 always asks for code, so the ``<UNREASONABLE>``
+  veto cannot occur in this mode.
+
+Each step sends all requests of a shard in one ``generate()`` call, so a
+backend can batch or run them concurrently. A call that fails after the
+backend's retries drops its record (``round1_error``/``round2_error``); a
+truncated answer is kept, and parsing decides whether it is usable. Round 2
+is not requested for records whose round-1 answer does not parse, since they
+cannot become triplets; they pass through unchanged, like dropped records, and
+the parse stage names their reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from .backend import Backend, Completion, Request, Sampling, UsageTotals, open_backend
+from .parsing import ROUND1_ERROR, ROUND2_ERROR, Round1Parsed, parse_round1_record
+from .records import DialogueRecord, RecordError, Turn, read_jsonl, status_counts, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+CacheDir = str | Path | None  # None: no cache
+
+PROMPT_VERSION = "v1"  # the suffix of the template files in use
+MODES = ("sectioned", "dialogue")
+DEFAULT_SAMPLING = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 2048}  # the paper's
+FEWSHOT_FIELDS = ("id", "program_before", "descriptive", "lazy", "program_after")
+_HEADER_LEFTOVER = re.compile(r"(?:^|\n)[ \t*#_]*$")
+
+
+class SynthesisError(ValueError):
+    """A synthesis setting, template or input record that cannot be used."""
+
+
+@dataclass(frozen=True)
+class FewShot:
+    id: str
+    program_before: str
+    descriptive: str
+    lazy: str
+    program_after: str
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One call of a sectioned round."""
+
+    section: str
+    lead: str  # appended to the answer so far; the model continues after it
+    stop: tuple[str, ...]
+    close: str = ""  # appended after the model's text (a code block's closing fence)
+
+
+@dataclass(frozen=True)
+class _Round:
+    key: str  # the DialogueRecord field of its turns
+    error: str  # the drop reason when a call fails
+    steps: tuple[_Step, ...]  # its calls in sectioned mode
+
+
+# Descriptive text ends where the model starts the lazy header, however decorated;
+# what decoration is left ("**", "### ") is stripped by _clean.
+ROUND1 = _Round(
+    "round1",
+    ROUND1_ERROR,
+    (
+        _Step("program_before", "[Program Before Edit]\n```python\n", ("```",), close="\n```"),
+        _Step("descriptive", "\n\n[Descriptive]\n", ("[Lazy", "\n\n[", "\n**Lazy", "\n### Lazy")),
+        _Step("lazy", "\n\n[Lazy]\n", ("\n\n", "\n[", "```")),
+    ),
+)
+ROUND2 = _Round(
+    "round2", ROUND2_ERROR, (_Step("program_after", "[Program After Edit]\n```python\n", ("```",), close="\n```"),)
+)
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def template(name: str) -> str:
+    """A prompt template file of the current version: system, round1 or round2."""
+    path = resources.files("editforge").joinpath("templates", f"{name}_{PROMPT_VERSION}.txt")
+    return path.read_text(encoding="utf-8").strip()
+
+
+@functools.cache
+def load_fewshot() -> dict[str, FewShot]:
+    """The curated one-shot examples by id (templates/fewshot.jsonl)."""
+    text = resources.files("editforge").joinpath("templates", "fewshot.jsonl").read_text(encoding="utf-8")
+    examples: dict[str, FewShot] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise SynthesisError(f"templates/fewshot.jsonl:{number}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict) or not all(isinstance(row.get(f), str) and row[f].strip() for f in FEWSHOT_FIELDS):
+            raise SynthesisError(f"templates/fewshot.jsonl:{number}: needs non-empty {', '.join(FEWSHOT_FIELDS)}")
+        if row["id"] in examples:
+            raise SynthesisError(f"templates/fewshot.jsonl:{number}: duplicate id {row['id']!r}")
+        examples[row["id"]] = FewShot(**{f: row[f] for f in FEWSHOT_FIELDS})
+    if not examples:
+        raise SynthesisError("templates/fewshot.jsonl: no examples")
+    return examples
+
+
+def _fenced(code: str) -> str:
+    """``code`` in a python block whose fence is longer than any backtick run inside."""
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}python\n{code.rstrip()}\n{fence}"
+
+
+def round1_messages(pair: dict[str, Any], example: FewShot) -> list[dict[str, str]]:
+    """The system turn and the round-1 user turn for one pair."""
+    first, second = pair["snippets"]
+    user = Template(template("round1")).substitute(
+        snippet_1=_fenced(first["text"]),
+        snippet_2=_fenced(second["text"]),
+        example_program=example.program_before.rstrip(),
+        example_descriptive=example.descriptive.strip(),
+        example_lazy=example.lazy.strip(),
+    )
+    return [{"role": "system", "content": template("system")}, {"role": "user", "content": user}]
+
+
+def round2_message() -> dict[str, str]:
+    return {"role": "user", "content": template("round2")}
+
+
+# ---------------------------------------------------------------- settings and records
+
+
+def _settings(settings: dict[str, Any]) -> tuple[str, Sampling]:
+    mode = settings.get("mode", "sectioned")
+    if mode not in MODES:
+        raise SynthesisError(f"synthesis.mode: expected one of {MODES}, got {mode!r}")
+    given = settings.get("sampling") or {}
+    unknown = sorted(set(given) - set(DEFAULT_SAMPLING))
+    if unknown:
+        raise SynthesisError(f"synthesis.sampling: unknown key(s) {', '.join(unknown)}")
+    values = {**DEFAULT_SAMPLING, **given}
+    return mode, Sampling(float(values["temperature"]), float(values["top_p"]), int(values["max_tokens"]))
+
+
+def _new_record(pair: dict[str, Any], number: int, model: str, fewshot: dict[str, FewShot]) -> dict[str, Any]:
+    """A DialogueRecord holding the round-1 prompt."""
+    where = f"pair record {number} ({pair.get('id', 'no id')})"
+    for key in ("id", "shard", "snippets", "fewshot_id"):
+        if key not in pair:
+            raise SynthesisError(f"{where}: missing {key!r}")
+    snippets = pair["snippets"]
+    if not (
+        isinstance(snippets, list)
+        and len(snippets) == 2
+        and all(isinstance(s, dict) and isinstance(s.get("text"), str) for s in snippets)
+    ):
+        raise SynthesisError(f"{where}: 'snippets' must be two snippets with 'text'")
+    if pair["fewshot_id"] not in fewshot:
+        raise SynthesisError(f"{where}: few-shot example {pair['fewshot_id']!r} is not in templates/fewshot.jsonl")
+    record = DialogueRecord(
+        id=pair["id"],
+        shard=pair["shard"],
+        model=model,
+        pair=pair,  # type: ignore[typeddict-item]
+        messages=round1_messages(pair, fewshot[pair["fewshot_id"]]),
+        round1={},
+        status="ok",
+    )
+    return dict(record)
+
+
+def _turn(completion: Completion) -> Turn:
+    return Turn(
+        text=completion.text,
+        finish_reason=completion.finish_reason,
+        usage={"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
+        error=completion.error,
+    )
+
+
+def _clean(section: str, text: str) -> str:
+    """A section's text as it goes into the assembled answer."""
+    if section.startswith("program"):
+        return text.rstrip().lstrip("\n")  # keep the first line's indentation
+    if section == "descriptive":
+        # The call stopped inside the lazy header: drop what came before "[Lazy" ("**", "### ").
+        return _HEADER_LEFTOVER.sub("", text.rstrip()).strip()
+    return text.strip()
+
+
+# ---------------------------------------------------------------- rounds
+
+
+@dataclass
+class _Answer:
+    text: str
+    turns: dict[str, Turn]
+    failed: bool
+
+
+def _free_form(
+    backend: Backend, conversations: list[list[dict[str, str]]], sampling: Sampling, desc: str
+) -> list[_Answer]:
+    """One free-form answer per conversation."""
+    results = backend.generate([Request(messages=m, sampling=sampling) for m in conversations], desc=desc)
+    return [_Answer(c.text, {"answer": _turn(c)}, c.error is not None) for (c,) in results]
+
+
+def _sectioned(
+    backend: Backend, conversations: list[list[dict[str, str]]], steps: tuple[_Step, ...], sampling: Sampling, desc: str
+) -> list[_Answer]:
+    """Answers built one section per call; a record stops at its first failed or truncated call."""
+    answers = [_Answer("", {}, False) for _ in conversations]
+    active = list(range(len(conversations)))
+    for step in steps:
+        if not active:
+            break
+        step_sampling = replace(sampling, stop=step.stop)
+        requests = [
+            Request(messages=conversations[i], prefill=answers[i].text + step.lead, sampling=step_sampling)
+            for i in active
+        ]
+        results = backend.generate(requests, desc=f"{desc} {step.section}")
+        still = []
+        for i, (completion,) in zip(active, results):
+            answer = answers[i]
+            answer.turns[step.section] = _turn(completion)
+            if completion.error is not None:
+                answer.failed = True
+            elif completion.finish_reason == "length":
+                answer.text += step.lead + completion.text  # kept as cut; parsing drops it
+            else:
+                answer.text += step.lead + _clean(step.section, completion.text) + step.close
+                still.append(i)
+        active = still
+    return answers
+
+
+def _ask(
+    records: list[dict[str, Any]],
+    todo: list[int],
+    conversations: list[list[dict[str, str]]],
+    round_: _Round,
+    model_name: str,
+    model_spec: dict[str, Any],
+    settings: dict[str, Any],
+    cache_dir: CacheDir,
+) -> dict[str, Any]:
+    """Answer ``conversations`` (those of records ``todo``), store the answers; return the usage."""
+    mode, sampling = _settings(settings)
+    if not todo:
+        return UsageTotals().as_dict()  # nothing to ask: no model is loaded
+    desc = f"{model_name} {round_.key}"
+    with open_backend(model_name, model_spec, cache_dir) as backend:
+        if mode == "dialogue":
+            answers = _free_form(backend, conversations, sampling, desc)
+        else:
+            answers = _sectioned(backend, conversations, round_.steps, sampling, desc)
+        usage = backend.usage.as_dict()
+    for i, conversation, answer in zip(todo, conversations, answers):
+        record = records[i]
+        record[round_.key] = answer.turns
+        if answer.failed:
+            record["messages"] = conversation
+            record.update(status="dropped", reason=round_.error)
+        else:
+            record["messages"] = [*conversation, {"role": "assistant", "content": answer.text}]
+    log.info("%s (%s mode): %d of %d records asked", desc, mode, len(todo), len(records))
+    return usage
+
+
+def _write(
+    records: list[dict[str, Any]], usage: dict[str, Any], out_path: PathLike, usage_path: PathLike
+) -> dict[str, int]:
+    write_jsonl(out_path, records)
+    write_json(usage_path, usage)
+    counts = status_counts(records)
+    log.info("%s: %s", out_path, counts)
+    return counts
+
+
+def run_round1(
+    pairs_path: PathLike,
+    out_path: PathLike,
+    model_name: str,
+    model_spec: dict[str, Any],
+    settings: dict[str, Any],
+    cache_dir: CacheDir,
+    usage_path: PathLike,
+) -> dict[str, int]:
+    """Round 1 for every pair of a shard; writes dialogue records and the usage. Returns status counts."""
+    _settings(settings)  # a bad setting fails before the pairs are read
+    fewshot = load_fewshot()
+    records = [_new_record(pair, n, model_name, fewshot) for n, pair in enumerate(read_jsonl(pairs_path), start=1)]
+    conversations = [list(record["messages"]) for record in records]
+    usage = _ask(records, list(range(len(records))), conversations, ROUND1, model_name, model_spec, settings, cache_dir)
+    return _write(records, usage, out_path, usage_path)
+
+
+def run_round2(
+    round1_path: PathLike,
+    out_path: PathLike,
+    model_name: str,
+    model_spec: dict[str, Any],
+    settings: dict[str, Any],
+    cache_dir: CacheDir,
+    usage_path: PathLike,
+) -> dict[str, int]:
+    """Round 2 for the records whose round 1 parsed; all records are written. Returns status counts."""
+    _settings(settings)
+    records: list[dict[str, Any]] = []
+    for number, record in enumerate(read_jsonl(round1_path), start=1):
+        if not all(key in record for key in ("id", "status", "messages", "round1")):
+            raise RecordError(f"{round1_path}: record {number} is not a round-1 dialogue record")
+        records.append(record)
+    todo = [
+        i
+        for i, record in enumerate(records)
+        if record["status"] == "ok" and isinstance(parse_round1_record(record), Round1Parsed)
+    ]
+    conversations = [[*records[i]["messages"], round2_message()] for i in todo]
+    usage = _ask(records, todo, conversations, ROUND2, model_name, model_spec, settings, cache_dir)
+    return _write(records, usage, out_path, usage_path)

@@ -1,0 +1,300 @@
+"""Synthesis with a scripted backend: the prompts, one conversation over two
+rounds, sectioned prefills, failures and truncation, and the hand-off to parsing."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from editforge import synthesis
+from editforge.backend import Backend, Completion, Request, UsageTotals
+from editforge.parsing import run_parse
+from editforge.records import RecordError, read_jsonl, write_jsonl
+from editforge.synthesis import SynthesisError, load_fewshot, run_round1, run_round2, template
+
+PROGRAM = "def add(a, b):\n    return a - b"
+AFTER = "def add(a, b):\n    return a + b"
+DESC = "Fix `add` so that it returns `a + b` instead of `a - b`."
+LAZY = "add() subtracts; make it add."
+SNIPPET_A = "def total(prices):\n    s = 0\n    for p in prices:\n        s += p\n    return s"
+SNIPPET_B = "class Counter:\n    def __init__(self):\n        self.n = 0\n    def bump(self):\n        self.n += 1"
+
+
+class ScriptedBackend(Backend):
+    """Answers each request with ``respond(request)`` and remembers every generate() call."""
+
+    kind = "scripted"
+
+    def __init__(self, respond: Callable[[Request], Completion]) -> None:
+        super().__init__("scripted", "scripted", None, None)
+        self.respond = respond
+        self.calls: list[list[Request]] = []
+        self.closed = False
+
+    def generate(self, requests: Sequence[Request], *, desc: str = "generate") -> list[list[Completion]]:
+        self.calls.append(list(requests))
+        results = []
+        for request in requests:
+            completion = self.respond(request)
+            self._usage.calls += completion.error is None
+            self._usage.errors += completion.error is not None
+            self._usage.prompt_tokens += completion.prompt_tokens
+            self._usage.completion_tokens += completion.completion_tokens
+            results.append([completion])
+        return results
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def ok(text: str) -> Completion:
+    return Completion(text=text, finish_reason="stop", prompt_tokens=100, completion_tokens=10)
+
+
+def user_text(request: Request) -> str:
+    return request.messages[1]["content"]
+
+
+def pair(index: int, fewshot_id: str) -> dict[str, Any]:
+    snippets = [
+        {
+            "source": "s",
+            "path": f"a{index}.py",
+            "start_line": 1,
+            "end_line": 5,
+            "kind": "function",
+            "text": f"{SNIPPET_A}  # {index}",
+        },
+        {"source": "s", "path": f"b{index}.py", "start_line": 1, "end_line": 5, "kind": "class", "text": SNIPPET_B},
+    ]
+    return {"id": f"p{index:06d}", "shard": "000", "snippets": snippets, "fewshot_id": fewshot_id}
+
+
+@pytest.fixture()
+def pairs_file(tmp_path: Path) -> Path:
+    ids = sorted(load_fewshot())
+    path = tmp_path / "pairs" / "000.jsonl"
+    write_jsonl(path, [pair(i, ids[i % len(ids)]) for i in range(4)])
+    return path
+
+
+def install(monkeypatch: pytest.MonkeyPatch, backend: ScriptedBackend) -> list[tuple[Any, ...]]:
+    opened: list[tuple[Any, ...]] = []
+
+    def fake_open(name: str, spec: dict[str, Any], cache_dir: Any) -> ScriptedBackend:
+        opened.append((name, spec, cache_dir))
+        backend._usage = UsageTotals()  # as a freshly opened backend
+        return backend
+
+    monkeypatch.setattr(synthesis, "open_backend", fake_open)
+    return opened
+
+
+def rounds(tmp: Path, pairs_file: Path, settings: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict]]:
+    spec = {"backend": "openai", "model": "m"}
+    run_round1(pairs_file, tmp / "r1.jsonl", "m", spec, settings, tmp / "cache", tmp / "r1.usage.json")
+    run_round2(tmp / "r1.jsonl", tmp / "r2.jsonl", "m", spec, settings, tmp / "cache", tmp / "r2.usage.json")
+    run_parse(tmp / "r2.jsonl", tmp / "triplets.jsonl", tmp / "counts.json")
+    return [list(read_jsonl(tmp / name)) for name in ("r1.jsonl", "r2.jsonl", "triplets.jsonl")]  # type: ignore
+
+
+def dialogue_respond(request: Request) -> Completion:
+    if len(request.messages) == 2:  # round 1
+        return ok(
+            f"Sure.\n\n[Program Before Edit]\n```python\n{PROGRAM}\n```\n\n[Descriptive]\n{DESC}\n\n[Lazy]\n{LAZY}"
+        )
+    return ok(f"[Program After Edit]\n```python\n{AFTER}\n```")
+
+
+def sectioned_respond(request: Request) -> Completion:
+    prefill = request.prefill
+    if prefill.endswith("[Program After Edit]\n```python\n"):
+        return ok(AFTER + "\n")
+    if prefill.endswith("[Program Before Edit]\n```python\n"):
+        return ok("\n" + PROGRAM + "\n")
+    if prefill.endswith("[Descriptive]\n"):
+        return ok(DESC + "\n\n**")  # what is left when the stop string "[Lazy" ends the call
+    if prefill.endswith("[Lazy]\n"):
+        return ok(" " + LAZY)
+    raise AssertionError(f"unexpected prefill {prefill!r}")
+
+
+def test_round1_prompt_holds_both_snippets_and_the_example(
+    tmp_path: Path, pairs_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ScriptedBackend(dialogue_respond)
+    install(monkeypatch, backend)
+    run_round1(pairs_file, tmp_path / "r1.jsonl", "m", {}, {"mode": "dialogue"}, None, tmp_path / "u.json")
+    first = backend.calls[0][0]
+    example = load_fewshot()[sorted(load_fewshot())[0]]
+    prompt = user_text(first)
+    assert first.messages[0] == {"role": "system", "content": template("system")}
+    assert f"```python\n{SNIPPET_A}  # 0\n```" in prompt and f"```python\n{SNIPPET_B}\n```" in prompt
+    assert example.program_before in prompt and example.descriptive in prompt and example.lazy in prompt
+    assert example.program_after not in prompt  # as in the paper: the example shows no solution
+    assert not re.search(r"\$\{?(snippet|example)_", prompt)  # every placeholder was filled
+    for header in ("[Program Before Edit]", "[Descriptive]", "[Lazy]"):
+        assert header in prompt
+
+
+def test_dialogue_mode_keeps_one_conversation(
+    tmp_path: Path, pairs_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ScriptedBackend(dialogue_respond)
+    opened = install(monkeypatch, backend)
+    r1, r2, triplets = rounds(tmp_path, pairs_file, {"mode": "dialogue", "sampling": {"temperature": 0.5}})
+    assert len(backend.calls) == 2 and all(len(call) == 4 for call in backend.calls)  # one call per round
+    assert opened[0] == ("m", {"backend": "openai", "model": "m"}, tmp_path / "cache") and backend.closed
+    sampling = backend.calls[0][0].sampling
+    assert (sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.stop) == (0.5, 0.95, 2048, ())
+    for before, after, request in zip(r1, r2, backend.calls[1]):
+        assert [m["role"] for m in after["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+        assert after["messages"][:3] == before["messages"]  # round 2 continues round 1
+        assert request.messages == after["messages"][:4]
+        assert after["messages"][3]["content"] == template("round2")
+        assert set(after["round1"]) == {"answer"} and set(after["round2"]) == {"answer"}
+        assert after["round1"]["answer"]["usage"] == {"prompt_tokens": 100, "completion_tokens": 10}
+    assert [t["status"] for t in triplets] == ["ok"] * 4
+    assert triplets[0]["pre_code"] == PROGRAM and triplets[0]["post_code"] == AFTER
+    assert triplets[0]["instruction_descriptive"] == DESC and triplets[0]["instruction_lazy"] == LAZY
+    assert triplets[0]["id"] == "m:p000000" and triplets[0]["fewshot_id"] == r1[0]["pair"]["fewshot_id"]
+    assert json.loads((tmp_path / "r1.usage.json").read_text())["calls"] == 4
+    assert json.loads((tmp_path / "counts.json").read_text()) == {"ok": 4}
+
+
+def test_sectioned_mode_prefills_each_section(
+    tmp_path: Path, pairs_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ScriptedBackend(sectioned_respond)
+    install(monkeypatch, backend)
+    r1, r2, triplets = rounds(tmp_path, pairs_file, {"mode": "sectioned"})
+    assert [len(call) for call in backend.calls] == [4, 4, 4, 4]  # three round-1 steps, one round-2 step
+    program, descriptive, lazy, after = (call[0] for call in backend.calls)
+    assert program.prefill == "[Program Before Edit]\n```python\n" and program.sampling.stop == ("```",)
+    assert descriptive.prefill == f"[Program Before Edit]\n```python\n{PROGRAM}\n```\n\n[Descriptive]\n"
+    assert "[Lazy" in descriptive.sampling.stop
+    assert lazy.prefill == descriptive.prefill + DESC + "\n\n[Lazy]\n" and "\n\n" in lazy.sampling.stop
+    assert after.prefill == "[Program After Edit]\n```python\n"
+    assert program.messages == descriptive.messages == lazy.messages  # the same round-1 conversation
+    assembled = r1[0]["messages"][2]["content"]
+    assert assembled == lazy.prefill + LAZY
+    assert after.messages == [*r1[0]["messages"], {"role": "user", "content": template("round2")}]
+    assert r2[0]["messages"][4]["content"] == f"[Program After Edit]\n```python\n{AFTER}\n```"
+    assert set(r1[0]["round1"]) == {"program_before", "descriptive", "lazy"}
+    assert set(r2[0]["round2"]) == {"program_after"}
+    assert [t["status"] for t in triplets] == ["ok"] * 4
+    assert (triplets[0]["pre_code"], triplets[0]["post_code"]) == (PROGRAM, AFTER)
+    assert (triplets[0]["instruction_descriptive"], triplets[0]["instruction_lazy"]) == (DESC, LAZY)
+
+
+def test_failures_and_truncation_flow_to_parse(
+    tmp_path: Path, pairs_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """p0 fails in round 1, p1 is cut off in its program, p2 fails in round 2, p3 is fine."""
+
+    def respond(request: Request) -> Completion:
+        prompt = user_text(request)
+        if "# 0\n" in prompt:
+            return Completion(text="", finish_reason=None, error="HTTP 400: content filter")
+        if "# 1\n" in prompt and request.prefill.endswith("```python\n") and len(request.messages) == 2:
+            return Completion(text="def add(a, b):\n    return", finish_reason="length")
+        if "# 2\n" in prompt and len(request.messages) == 4:
+            return Completion(text="", finish_reason=None, error="timeout after 3 retries")
+        return sectioned_respond(request)
+
+    backend = ScriptedBackend(respond)
+    install(monkeypatch, backend)
+    r1, r2, triplets = rounds(tmp_path, pairs_file, {"mode": "sectioned"})
+    assert [r["status"] for r in r1] == ["dropped", "ok", "ok", "ok"]
+    assert r1[0]["reason"] == "round1_error" and r1[0]["round1"]["program_before"]["error"]
+    assert len(r1[0]["messages"]) == 2  # no answer was received
+    assert r1[1]["round1"]["program_before"]["finish_reason"] == "length" and set(r1[1]["round1"]) == {"program_before"}
+    assert [len(call) for call in backend.calls] == [4, 2, 2, 2]  # later steps skip p0 and p1
+    assert r2[0] == r1[0] and r2[1] == r1[1]  # carried through round 2 unchanged
+    assert r2[2]["status"] == "dropped" and r2[2]["reason"] == "round2_error"
+    assert [(t["status"], t.get("reason")) for t in triplets] == [
+        ("dropped", "call_error"),
+        ("dropped", "truncated"),
+        ("dropped", "call_error"),
+        ("ok", None),
+    ]
+    assert triplets[2]["pre_code"] == PROGRAM  # round 1 of a round-2 failure is still recorded
+    counts = json.loads((tmp_path / "counts.json").read_text())
+    assert counts == {"call_error": 2, "ok": 1, "truncated": 1}
+    usage = json.loads((tmp_path / "r2.usage.json").read_text())
+    assert (usage["calls"], usage["errors"]) == (1, 1)
+
+
+def test_round2_is_skipped_for_unparseable_round1_and_veto_is_dropped(
+    tmp_path: Path, pairs_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def respond(request: Request) -> Completion:
+        prompt = user_text(request)
+        if "# 0\n" in prompt:
+            return ok("I'm sorry, I can't help with that.")
+        if "# 1\n" in prompt and len(request.messages) == 4:
+            return ok("The program does not make sense.\n\n**<UNREASONABLE>**")
+        return dialogue_respond(request)
+
+    backend = ScriptedBackend(respond)
+    install(monkeypatch, backend)
+    r1, r2, triplets = rounds(tmp_path, pairs_file, {"mode": "dialogue"})
+    assert len(backend.calls[1]) == 3  # the refusal is not asked round 2
+    assert r2[0] == r1[0] and "round2" not in r2[0]
+    assert [t.get("reason") for t in triplets] == ["missing_program_before", "unreasonable", None, None]
+
+
+def test_nothing_to_ask_loads_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any) -> None:
+        raise AssertionError("the backend must not be opened")
+
+    monkeypatch.setattr(synthesis, "open_backend", refuse)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    counts = run_round1(empty, tmp_path / "r1.jsonl", "m", {}, {}, None, tmp_path / "u.json")
+    assert counts == {} and (tmp_path / "r1.jsonl").read_text() == ""
+    assert json.loads((tmp_path / "u.json").read_text())["calls"] == 0
+
+
+def test_bad_settings_and_inputs_are_clear_errors(
+    tmp_path: Path, pairs_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(monkeypatch, ScriptedBackend(dialogue_respond))
+    out, usage = tmp_path / "out.jsonl", tmp_path / "u.json"
+    with pytest.raises(SynthesisError, match="synthesis.mode"):
+        run_round1(pairs_file, out, "m", {}, {"mode": "chatty"}, None, usage)
+    with pytest.raises(SynthesisError, match="unknown key"):
+        run_round1(pairs_file, out, "m", {}, {"sampling": {"temp": 1}}, None, usage)
+    unknown = tmp_path / "unknown.jsonl"
+    write_jsonl(unknown, [pair(0, "no-such-example")])
+    with pytest.raises(SynthesisError, match="'no-such-example' is not in templates/fewshot.jsonl"):
+        run_round1(unknown, out, "m", {}, {}, None, usage)
+    lonely = tmp_path / "lonely.jsonl"
+    write_jsonl(lonely, [{**pair(0, sorted(load_fewshot())[0]), "snippets": [{"text": "x"}]}])
+    with pytest.raises(SynthesisError, match="two snippets"):
+        run_round1(lonely, out, "m", {}, {}, None, usage)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    with pytest.raises(RecordError, match="not JSON"):
+        run_round1(broken, out, "m", {}, {}, None, usage)
+    with pytest.raises(RecordError, match="not a round-1 dialogue record"):
+        run_round2(pairs_file, out, "m", {}, {}, None, usage)
+    with pytest.raises(RecordError, match="record 1"):
+        run_parse(pairs_file, out, usage)
+
+
+def test_fewshot_set_is_complete_and_valid() -> None:
+    examples = load_fewshot()
+    assert len(examples) >= 6
+    for example in examples.values():
+        ast.parse(example.program_before)
+        ast.parse(example.program_after)
+        assert example.program_before != example.program_after
+        assert len([s for s in example.lazy.replace("?", ".").split(". ") if s.strip()]) <= 3
+        assert example.program_after not in example.descriptive
