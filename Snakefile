@@ -9,7 +9,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo config applies only when no --configfile is given: Snakemake would
+# otherwise merge the two, and a paper run would inherit the demo's models.
+if not config:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "rules/common.smk"

@@ -11,8 +11,10 @@ import pytest
 
 from editforge.parsing import (
     UNREASONABLE,
+    Instructions,
     ParseFailure,
     Round1Parsed,
+    parse_instructions,
     parse_round1,
     parse_round2,
     run_parse,
@@ -463,4 +465,104 @@ def test_run_parse_rejects_records_that_are_not_dialogues(tmp_path: Path) -> Non
         run_parse(source, tmp_path / "t.jsonl", tmp_path / "c.json")
     source.write_text("{broken\n")
     with pytest.raises(RecordError, match="not JSON"):
+        run_parse(source, tmp_path / "t.jsonl", tmp_path / "c.json")
+
+
+# ---------------------------------------------------------------- commit records
+
+INSTRUCTIONS = Instructions(DESC, LAZY)
+
+# (case id, answer text, truncated, expected: a reason or the instructions)
+INSTRUCTION_CASES: list[tuple[str, str, bool, Any]] = [
+    ("brackets", f"[Descriptive]\n{DESC}\n\n[Lazy]\n{LAZY}", False, INSTRUCTIONS),
+    ("hashes", f"### Descriptive\n{DESC}\n\n### Lazy\n{LAZY}", False, INSTRUCTIONS),
+    ("bold_inline", f"**Descriptive:** {DESC}\n\n**Lazy:** {LAZY}", False, INSTRUCTIONS),
+    ("named", f"Descriptive instruction:\n{DESC}\n\nLazy instruction:\n{LAZY}", False, INSTRUCTIONS),
+    (
+        "preamble",
+        f"Here is the rewrite.\n\n[Descriptive]\n{DESC}\n\n[Lazy]\n{LAZY}\n\nHope it helps!",
+        False,
+        INSTRUCTIONS,
+    ),
+    ("reversed", f"[Lazy]\n{LAZY}\n\n[Descriptive]\n{DESC}", False, INSTRUCTIONS),
+    (
+        "thinking",
+        f"<think>The diff adds a check. [Lazy] first?</think>\n[Descriptive]\n{DESC}\n\n[Lazy]\n{LAZY}",
+        False,
+        INSTRUCTIONS,
+    ),
+    (
+        "program_ignored",
+        f"[Program Before Edit]\n```python\n{PROGRAM}\n```\n[Descriptive]\n{DESC}\n[Lazy]\n{LAZY}",
+        False,
+        INSTRUCTIONS,
+    ),
+    ("no_lazy", f"[Descriptive]\n{DESC}", False, "missing_lazy"),
+    ("empty_lazy", f"[Descriptive]\n{DESC}\n\n[Lazy]\n", False, "missing_lazy"),
+    ("no_sections", f"{DESC}\n\n{LAZY}", False, "missing_descriptive"),
+    ("empty_descriptive", f"[Descriptive]\n\n[Lazy]\n{LAZY}", False, "missing_descriptive"),
+    ("cut_in_lazy", f"[Descriptive]\n{DESC}\n\n[Lazy]\nadd() subtracts, make", True, "truncated"),
+    ("cut_after_lazy", f"[Descriptive]\n{DESC}\n\n[Lazy]\n{LAZY}\n\nNote:", True, INSTRUCTIONS),
+    ("cut_in_descriptive", "[Descriptive]\nFix `add` so", True, "truncated"),
+    ("cut_before_anything", "Let me look at the diff", True, "truncated"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "truncated", "expected"), [c[1:] for c in INSTRUCTION_CASES], ids=[c[0] for c in INSTRUCTION_CASES]
+)
+def test_instructions(text: str, truncated: bool, expected: Any) -> None:
+    result = parse_instructions(text, truncated)
+    assert result == (ParseFailure(expected) if isinstance(expected, str) else expected)
+
+
+def commit_dialogue(turns: dict[str, tuple[str, str]], answer: str, **extra: Any) -> dict[str, Any]:
+    record = dialogue(turns, answer, **extra)
+    record["id"] = "c000001"
+    record["pair"] = {
+        "id": "c000001",
+        "shard": "000",
+        "kind": "commit",
+        "commit": {"commit": "abc123", "path": "m.py", "message": "fix add", "old_code": PROGRAM, "new_code": AFTER},
+        "fewshot_id": "fs",
+    }
+    return record
+
+
+def test_run_parse_commit_records(tmp_path: Path) -> None:
+    text = f"[Descriptive]\n{DESC}\n\n[Lazy]\n{LAZY}"
+    records = [
+        commit_dialogue({"answer": ("", "stop")}, text),
+        commit_dialogue({"descriptive": ("", "stop"), "lazy": ("", "stop")}, text),
+        commit_dialogue({"descriptive": ("", "stop"), "lazy": ("", "length")}, text),  # a cut-off section call
+        commit_dialogue({"answer": ("", "stop")}, f"[Descriptive]\n{DESC}"),
+        commit_dialogue({"answer": ("", None)}, "", status="dropped", reason="round1_error"),
+        dialogue({"answer": ("", "stop")}, FULL, {"answer": ("", "stop")}, AFTER_ANSWER),  # a pair beside them
+    ]
+    source = tmp_path / "r2.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    counts = run_parse(source, tmp_path / "t.jsonl", tmp_path / "c.json")
+    triplets = list(read_jsonl(tmp_path / "t.jsonl"))
+    assert [t.get("reason") for t in triplets] == [None, None, "truncated", "missing_lazy", "call_error", None]
+    assert counts == {"call_error": 1, "missing_lazy": 1, "ok": 3, "truncated": 1}
+    assert triplets[0] == {
+        "id": "m:c000001",
+        "model": "m",
+        "shard": "000",
+        "pair_id": "c000001",
+        "fewshot_id": "fs",
+        "pre_code": PROGRAM,
+        "post_code": AFTER,
+        "instruction_lazy": LAZY,
+        "instruction_descriptive": DESC,
+        "status": "ok",
+        "kind": "commit",
+        "commit": "abc123",
+    }
+    assert all((t["pre_code"], t["post_code"]) == (PROGRAM, AFTER) for t in triplets)  # drops keep the commit's code
+    assert "kind" not in triplets[5]
+    broken = commit_dialogue({"answer": ("", "stop")}, text)
+    del broken["pair"]["commit"]
+    source.write_text(json.dumps(broken) + "\n")
+    with pytest.raises(RecordError, match="record 1: .*commit record without 'commit' code"):
         run_parse(source, tmp_path / "t.jsonl", tmp_path / "c.json")

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from editforge.records import read_jsonl
-from editforge.seeds import SeedError, collect_snippets, make_pairs, run_seeds
+from editforge.seeds import (
+    SeedError,
+    changed_lines,
+    collect_commits,
+    collect_snippets,
+    make_pairs,
+    run_seeds,
+    select_hf_files,
+)
 from editforge.synthesis import load_fewshot
 
 SETTINGS = {
@@ -371,21 +379,6 @@ def test_empty_or_junk_sources_are_clear_errors(tmp_path: Path) -> None:
         collect_snippets([{"name": "r", "type": "jsonl", "path": str(rows)}], SETTINGS, seed=1)
 
 
-def test_hf_source_without_datasets_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_datasets(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "datasets":
-            raise ImportError("no datasets here")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_datasets)
-    with pytest.raises(SeedError, match="needs the 'datasets' package"):
-        collect_snippets([{"name": "h", "type": "hf", "dataset": "org/data"}], SETTINGS, seed=1)
-
-
 def test_single_file_cannot_be_paired(tmp_path: Path) -> None:
     root = tmp_path / "one"
     root.mkdir()
@@ -418,3 +411,395 @@ def test_generated_marker_in_the_first_lines(tmp_path: Path, head: str, generate
     (root / "b.py").write_text(textwrap.dedent(FILES["pkg/math_utils.py"]))
     _, stats = collect_snippets(source(root), SETTINGS, seed=1)
     assert stats["files_skipped"] == ({"generated": 1} if generated else {})
+
+
+# ---------------------------------------------------------------- commits
+
+SHAPES_OLD = """def area(width, height):
+    return width * height
+
+
+def perimeter(width, height):
+    return 2 * (width + height)
+"""
+SHAPES_NEW = SHAPES_OLD.replace(
+    "    return width * height",
+    "    if width < 0 or height < 0:\n        raise ValueError('negative size')\n    return width * height",
+)
+GREET_OLD = "def greet(name):\n    return 'Hello ' + name\n"
+GREET_NEW = "def greet(name):\n    name = name.strip()\n    return f'Hello {name}!'\n"
+MEAN_OLD = "def mean(xs):\n    return sum(xs) / len(xs)\n"
+MEAN_NEW = "def mean(xs):\n    if not xs:\n        return 0.0\n    return sum(xs) / len(xs)\n"
+COMMIT_SETTINGS = {"kind": "commits", "num_prompts": 10, "num_shards": 2, "max_code_lines": 60, "max_diff_lines": 20}
+
+
+def commit_row(old: Any, new: Any, message: Any, **extra: Any) -> str:
+    return json.dumps({"old_contents": old, "new_contents": new, "message": message, **extra})
+
+
+def commit_lines() -> list[str | bytes]:
+    """Three usable commits among rows that each fail one check (the comment names the reason)."""
+    long_file = "".join(f"x{i} = {i}\n" for i in range(80))
+    return [
+        commit_row(
+            SHAPES_OLD,
+            SHAPES_NEW,
+            "Validate sizes\n\nNegative sizes are errors.",
+            commit="a1",
+            old_file="geo/shapes.py",
+        ),
+        "this line is not JSON",  # not_json
+        json.dumps([1, 2]),  # not_json
+        commit_row(GREET_OLD, GREET_NEW, "greet: strip names", commit="b2", old_file="app/greet.py"),
+        commit_row(GREET_OLD, GREET_NEW, "   ", commit="c3"),  # empty_message
+        commit_row(GREET_OLD, GREET_NEW, None, commit="c4"),  # empty_message
+        commit_row("", GREET_NEW, "add greet", commit="c5"),  # empty_code (a new file)
+        commit_row(GREET_OLD, None, "remove greet", commit="c6"),  # empty_code (a deleted file)
+        commit_row(42, GREET_NEW, "numbers", commit="c7"),  # not_text
+        commit_row(GREET_OLD, GREET_OLD, "touch", commit="c8"),  # identical
+        commit_row(GREET_OLD, GREET_OLD.replace("\n", "\r\n") + "  \n", "line endings", commit="c9"),  # identical
+        commit_row("print 'hi'\n", "print('hi')\n", "py3", commit="d1"),  # syntax_error
+        commit_row(GREET_OLD, "# greeting\n" + GREET_OLD, "comment", commit="d2"),  # no_code_change
+        commit_row(GREET_OLD, GREET_OLD + "".join(f"y{i} = {i}\n" for i in range(30)), "data", commit="d3"),
+        commit_row(long_file, long_file + "z = 1\n", "long", commit="d4"),  # too_long
+        commit_row(SHAPES_OLD, SHAPES_NEW, "validate (a fork)", commit="a1-fork"),  # duplicate content
+        commit_row(
+            GREET_OLD, GREET_NEW + "\n\nX = 1\n", "same hash", commit="b2", old_file="app/greet.py"
+        ),  # duplicate
+        commit_row(GREET_OLD, GREET_NEW, "vendored", commit="d5", old_file="vendor/greet.py"),  # vendored
+        b'{"old_contents": "x = 1\xff", "new_contents": "x = 2", "message": "latin"}',  # binary_or_not_utf8
+        commit_row("x = '\ud800'\n", "x = 2\n", "surrogate", commit="d6"),  # binary_or_not_utf8
+        commit_row(MEAN_OLD, MEAN_NEW, "Handle empty input"),  # usable: no hash, no path
+    ]
+
+
+def write_commits(path: Path, lines: list[str | bytes]) -> Path:
+    path.write_bytes(b"\n".join(line if isinstance(line, bytes) else line.encode() for line in lines) + b"\n\n")
+    return path
+
+
+def commit_source(path: Path, kind: str = "jsonl") -> list[dict[str, Any]]:
+    return [{"name": "cpft", "type": kind, "path": str(path)}]
+
+
+def test_commit_seeds_check_dedup_and_shard(tmp_path: Path) -> None:
+    path = write_commits(tmp_path / "commits.jsonl", commit_lines())
+    stats, shards = run(tmp_path, commit_source(path), COMMIT_SETTINGS)
+    assert stats["kind"] == "commits" and stats["files_seen"] == 21
+    assert stats["files_skipped"] == {
+        "binary_or_not_utf8": 2,
+        "diff_too_large": 1,
+        "empty_code": 2,
+        "empty_message": 2,
+        "identical": 2,
+        "no_code_change": 1,
+        "not_json": 2,
+        "not_text": 1,
+        "syntax_error": 1,
+        "too_long": 1,
+        "vendored": 1,
+    }
+    assert stats["files_used"] == 5 and stats["duplicates_removed"] == 2
+    assert stats["commits_found"] == stats["commits"] == 3 and stats["commits_requested"] == 10
+    assert stats["shards"] == {"000": 2, "001": 1}
+    assert stats["sources"]["cpft"] == {"type": "jsonl", "rows_seen": 21, "rows_used": 5, "commits": 3}
+    records = [r for shard in shards for r in shard]
+    assert [r["id"] for r in shards[0]] == ["c000000", "c000002"] and [r["id"] for r in shards[1]] == ["c000001"]
+    first = shards[0][0]
+    assert set(first) == {"id", "shard", "kind", "commit", "fewshot_id"} and first["kind"] == "commit"
+    assert first["shard"] == "000" and first["fewshot_id"] in load_fewshot()
+    assert first["commit"] == {
+        "source": "cpft",
+        "row": "row 1",
+        "commit": "a1",
+        "path": "geo/shapes.py",
+        "message": "Validate sizes\n\nNegative sizes are errors.",
+        "old_code": SHAPES_OLD.rstrip(),
+        "new_code": SHAPES_NEW.rstrip(),
+        "changed_lines": 2,
+    }
+    last = shards[0][1]["commit"]
+    assert (last["row"], last["commit"], last["path"], last["new_code"]) == ("row 21", "", "", MEAN_NEW.rstrip())
+    assert all("snippets" not in r for r in records)
+
+
+def test_commit_seeds_missing_column_is_an_error_naming_it(tmp_path: Path) -> None:
+    rows = [commit_row(GREET_OLD, GREET_NEW, "ok"), json.dumps({"old_contents": GREET_OLD, "new_contents": GREET_NEW})]
+    path = write_commits(tmp_path / "commits.jsonl", rows)
+    with pytest.raises(SeedError, match=r"row 2 of .*commits.jsonl has no column 'message'"):
+        collect_commits(commit_source(path), COMMIT_SETTINGS, seed=1)
+    polars = pytest.importorskip("polars")
+    table = tmp_path / "commits.parquet"
+    polars.DataFrame({"old_contents": [GREET_OLD], "message": ["m"]}).write_parquet(table)
+    with pytest.raises(SeedError, match="has no column 'new_contents'"):
+        collect_commits(commit_source(table, "parquet"), COMMIT_SETTINGS, seed=1)
+
+
+def test_commit_seeds_from_parquet(tmp_path: Path) -> None:
+    polars = pytest.importorskip("polars")
+    table = tmp_path / "commits.parquet"
+    polars.DataFrame(
+        {
+            "old_contents": [GREET_OLD, MEAN_OLD, "print 'x'\n"],
+            "new_contents": [GREET_NEW, MEAN_NEW, "print('x')\n"],
+            "message": ["strip", "empty input", "py3"],
+            "commit": ["h1", "h2", "h3"],
+            "new_file": ["g.py", "m.py", "p.py"],
+        }
+    ).write_parquet(table)
+    commits, stats = collect_commits(commit_source(table, "parquet"), COMMIT_SETTINGS, seed=1)
+    assert [(c["row"], c["commit"], c["path"]) for c in commits] == [("row 1", "h1", "g.py"), ("row 2", "h2", "m.py")]
+    assert stats["files_skipped"] == {"syntax_error": 1}
+
+
+def test_commit_seeds_sample_is_seeded_and_in_order(tmp_path: Path) -> None:
+    rows = [
+        commit_row(
+            f"def f{i}(x):\n    return x + {i}\n", f"def f{i}(x):\n    return x - {i}\n", f"fix f{i}", commit=f"h{i}"
+        )
+        for i in range(12)
+    ]
+    path = write_commits(tmp_path / "commits.jsonl", rows)
+    settings = {**COMMIT_SETTINGS, "num_prompts": 5, "num_shards": 1}
+    first, records = run(tmp_path, commit_source(path), settings, seed=1, tag="a")
+    again = run(tmp_path, commit_source(path), settings, seed=1, tag="b")[1]
+    other = run(tmp_path, commit_source(path), settings, seed=2, tag="c")[1]
+    assert first["commits_found"] == 12 and first["commits"] == len(records[0]) == 5
+    rows_kept = [int(r["commit"]["row"].split()[-1]) for r in records[0]]
+    assert rows_kept == sorted(rows_kept) and [r["id"] for r in records[0]] == [f"c{i:06d}" for i in range(5)]
+    assert records == again and records != other
+
+
+@pytest.mark.parametrize(
+    ("sources", "settings", "message"),
+    [
+        ([{"name": "x", "type": "stdlib"}], COMMIT_SETTINGS, "type must be one of"),
+        ([{"name": "x", "type": "jsonl"}], COMMIT_SETTINGS, "needs 'path'"),
+        ([{"name": "x", "type": "jsonl", "path": "no/such.jsonl"}], COMMIT_SETTINGS, "is not a file"),
+        ([], COMMIT_SETTINGS, "at least one source"),
+        (None, {**COMMIT_SETTINGS, "kind": "diffs"}, "seeds.kind"),
+        (None, {**COMMIT_SETTINGS, "max_diff_lines": 0}, "max_diff_lines"),
+    ],
+)
+def test_bad_commit_configuration_is_a_clear_error(
+    tmp_path: Path, sources: Any, settings: dict[str, Any], message: str
+) -> None:
+    path = write_commits(tmp_path / "c.jsonl", commit_lines())
+    with pytest.raises(SeedError, match=message):
+        collect_commits(commit_source(path) if sources is None else sources, settings, seed=1)
+
+
+def test_no_usable_commit_is_a_clear_error(tmp_path: Path) -> None:
+    path = write_commits(tmp_path / "c.jsonl", [commit_row(GREET_OLD, GREET_OLD, "touch")])
+    with pytest.raises(
+        SeedError, match=r"no usable commits in source 'cpft' \(1 rows seen; skipped: \{'identical': 1\}"
+    ):
+        run_seeds(
+            commit_source(path), {**COMMIT_SETTINGS, "num_shards": 1}, 1, [tmp_path / "0.jsonl"], tmp_path / "s.json"
+        )
+
+
+def test_changed_lines_counts_only_added_and_removed_lines() -> None:
+    from editforge.synthesis import commit_diff
+
+    old = "a = 1\n-- not a header\nb = 2"
+    new = "a = 1\nb = 3\nc = 4"
+    assert changed_lines(commit_diff(old, new)) == 4  # two removed, two added
+    assert changed_lines(commit_diff(old, old)) == 0
+
+
+# ---------------------------------------------------------------- Hugging Face sources
+
+COMMITPACKFT_FILES = [
+    ".gitattributes",
+    "README.md",
+    "commitpackft.py",
+    "data/python/data.jsonl",
+    "data/java/data.jsonl",
+    "data/ruby/data.jsonl",
+]
+GENERIC_FILES = [
+    "README.md",
+    "data/train-00000-of-00002.parquet",
+    "data/train-00001-of-00002.parquet",
+    "data/test-00000-of-00001.parquet",
+    "data/validation-00000-of-00001.parquet",
+]
+EXPORT_FILES = [
+    "python/train/0000.parquet",
+    "python/train/0001.parquet",
+    "python/test/0000.parquet",
+    "java/train/0000.parquet",
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "config_name", "split", "expected"),
+    [
+        (COMMITPACKFT_FILES, "python", "train", ["data/python/data.jsonl"]),
+        (COMMITPACKFT_FILES, "python", "test", []),  # no file names a split: all are "train"
+        (COMMITPACKFT_FILES, None, "train", []),  # several configs and none named
+        (COMMITPACKFT_FILES, "cobol", "train", []),
+        (GENERIC_FILES, None, "train", GENERIC_FILES[1:3]),
+        (GENERIC_FILES, None, "validation", ["data/validation-00000-of-00001.parquet"]),
+        (GENERIC_FILES, None, "dev", []),
+        (EXPORT_FILES, "python", "train", ["python/train/0000.parquet", "python/train/0001.parquet"]),
+        (EXPORT_FILES, "python", "test", ["python/test/0000.parquet"]),
+        (["train.jsonl", "test.jsonl", "notes.txt"], None, "test", ["test.jsonl"]),
+        (
+            ["data/train/a.jsonl.gz", "data/train/b.parquet", "data/test/c.parquet"],
+            None,
+            "train",
+            ["data/train/a.jsonl.gz", "data/train/b.parquet"],
+        ),
+        (["data.csv", "README.md"], None, "train", []),  # no parquet or JSON Lines
+    ],
+)
+def test_select_hf_files(files: list[str], config_name: str | None, split: str, expected: list[str]) -> None:
+    assert select_hf_files(files, config_name, split) == expected
+
+
+def fake_hub(monkeypatch: pytest.MonkeyPatch, listing: list[str], local: dict[str, Path]) -> list[tuple[Any, ...]]:
+    """Serve ``listing`` as the repo's files and ``local`` copies as their downloads; record the calls."""
+    import huggingface_hub
+
+    calls: list[tuple[Any, ...]] = []
+
+    def list_repo_files(self: Any, repo_id: str, *, revision: Any = None, repo_type: Any = None, token: Any = None):
+        calls.append(("list", repo_id, repo_type, revision))
+        return listing
+
+    def hf_hub_download(repo_id: str, filename: str, *, repo_type: Any = None, revision: Any = None, **_: Any) -> str:
+        calls.append(("download", repo_id, filename, repo_type))
+        return str(local[filename])
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", list_repo_files)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    return calls
+
+
+def test_hf_commitpackft_layout_reads_only_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    python = write_commits(tmp_path / "python.jsonl", commit_lines())
+    calls = fake_hub(monkeypatch, COMMITPACKFT_FILES, {"data/python/data.jsonl": python})
+    source = [{"name": "cpft", "type": "hf", "dataset": "bigcode/commitpackft", "config_name": "python"}]
+    commits, stats = collect_commits(source, COMMIT_SETTINGS, seed=1)
+    assert calls == [
+        ("list", "bigcode/commitpackft", "dataset", None),
+        ("download", "bigcode/commitpackft", "data/python/data.jsonl", "dataset"),
+    ]
+    assert [c["row"] for c in commits] == ["row 1", "row 4", "row 21"] and stats["files_seen"] == 21
+    # the same files seed snippets (column old_contents) too
+    snippets, _ = collect_snippets(source, {**SETTINGS, "min_lines": 2}, seed=1)
+    assert {s["path"] for s in snippets} >= {"row 1: geo/shapes.py", "row 4: app/greet.py"}
+
+
+def test_hf_parquet_files_of_a_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    polars = pytest.importorskip("polars")
+    local = {}
+    for index, (old, new) in enumerate([(GREET_OLD, GREET_NEW), (MEAN_OLD, MEAN_NEW)]):
+        local[GENERIC_FILES[1 + index]] = tmp_path / f"train{index}.parquet"
+        polars.DataFrame({"old_contents": [old], "new_contents": [new], "message": [f"m{index}"]}).write_parquet(
+            local[GENERIC_FILES[1 + index]]
+        )
+    calls = fake_hub(monkeypatch, GENERIC_FILES, local)
+    source = [{"name": "gen", "type": "hf", "dataset": "org/commits", "revision": "v1"}]
+    commits, stats = collect_commits(source, COMMIT_SETTINGS, seed=1)
+    assert [c["row"] for c in commits] == [
+        "data/train-00000-of-00002.parquet row 1",
+        "data/train-00001-of-00002.parquet row 1",
+    ]
+    assert calls[0] == ("list", "org/commits", "dataset", "v1") and len(calls) == 3
+    capped, stats = collect_commits(source, {**COMMIT_SETTINGS, "max_files": 1}, seed=1)
+    assert len(capped) == 1 and stats["files_skipped"] == {"over_max_files": 1}  # one cap over both files
+
+
+def test_hf_offline_or_unreachable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = [{"name": "h", "type": "hf", "dataset": "bigcode/commitpackft", "config_name": "python"}]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SeedError, match="HF_HUB_OFFLINE is set; download the files") as offline:
+        collect_commits(source, COMMIT_SETTINGS, seed=1)
+    assert "--include 'data/python/*'" in str(offline.value) and "type 'jsonl' or 'parquet' with 'path'" in str(
+        offline.value
+    )
+    with pytest.raises(SeedError, match="HF_HUB_OFFLINE is set"):
+        collect_snippets(source, SETTINGS, seed=1)
+
+    import huggingface_hub
+
+    def no_network(self: Any, *args: Any, **kwargs: Any) -> list[str]:
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", no_network)
+    with pytest.raises(SeedError, match=r"cannot reach the Hugging Face hub \(ConnectionError: .*'jsonl' or 'parquet'"):
+        collect_commits(source, COMMIT_SETTINGS, seed=1)
+
+
+def test_hf_without_matching_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+    import types
+
+    fake_hub(monkeypatch, COMMITPACKFT_FILES, {})
+    source = [{"name": "h", "type": "hf", "dataset": "bigcode/commitpackft"}]  # no config named
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real_find_spec(name, *a)
+    )
+    with pytest.raises(SeedError, match="found no parquet or JSON Lines files for split 'train'.*config_name"):
+        collect_commits(source, COMMIT_SETTINGS, seed=1)
+    monkeypatch.undo()
+
+    # with the datasets package installed, its loader is the fallback
+    fake_hub(monkeypatch, COMMITPACKFT_FILES, {})
+    rows = [{"old_contents": GREET_OLD, "new_contents": GREET_NEW, "message": "strip", "commit": "h1", "lang": "py"}]
+
+    class Table:
+        def __init__(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
+            self.rows, self.column_names = rows, columns
+
+        def select_columns(self, columns: list[str]) -> Table:
+            return Table([{c: r[c] for c in columns} for r in self.rows], columns)
+
+        def __len__(self) -> int:
+            return len(self.rows)
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            return self.rows[index]
+
+    loaded: list[tuple[Any, ...]] = []
+
+    def load_dataset(dataset_id: str, config_name: Any, split: str) -> Table:
+        loaded.append((dataset_id, config_name, split))
+        return Table(rows, list(rows[0]))
+
+    module = types.ModuleType("datasets")
+    module.load_dataset = load_dataset  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "datasets", module)
+    commits, _ = collect_commits(source, COMMIT_SETTINGS, seed=1)
+    assert loaded == [("bigcode/commitpackft", None, "train")]
+    assert [(c["row"], c["commit"]) for c in commits] == [("row 1", "h1")]
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        ("RepositoryNotFoundError", "no dataset 'org/nothing' \\(revision main\\) on the hub"),
+        ("GatedRepoError", "dataset 'org/nothing' is gated; accept its terms and set HF_TOKEN"),
+    ],
+)
+def test_hf_missing_or_gated_dataset(monkeypatch: pytest.MonkeyPatch, error: str, message: str) -> None:
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> list[str]:
+        cls = getattr(errors, error)
+        err = cls.__new__(cls)  # the real constructor wants an HTTP response
+        Exception.__init__(err, "refused")
+        raise err
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", refuse)
+    with pytest.raises(SeedError, match=message):
+        collect_commits([{"name": "h", "type": "hf", "dataset": "org/nothing"}], COMMIT_SETTINGS, seed=1)

@@ -16,6 +16,7 @@ from editforge import synthesis
 from editforge.backend import Backend, Completion, Request, UsageTotals
 from editforge.parsing import run_parse
 from editforge.records import RecordError, read_jsonl, write_jsonl
+from editforge.seeds import SeedError, run_seeds
 from editforge.synthesis import SynthesisError, load_fewshot, run_round1, run_round2, template
 
 PROGRAM = "def add(a, b):\n    return a - b"
@@ -298,3 +299,196 @@ def test_fewshot_set_is_complete_and_valid() -> None:
         assert example.program_before != example.program_after
         assert len([s for s in example.lazy.replace("?", ".").split(". ") if s.strip()]) <= 3
         assert example.program_after not in example.descriptive
+
+
+# ---------------------------------------------------------------- commit records
+
+C_DESC = "In `mean_{i}`, return `0.0` when `xs` is empty instead of dividing by zero."
+C_LAZY = "mean_{i} crashes on an empty list; return 0.0 then."
+
+
+def commit_old(i: int) -> str:
+    return f"def mean_{i}(xs):\n    return sum(xs) / len(xs)\n"
+
+
+def commit_new(i: int) -> str:
+    return f"def mean_{i}(xs):\n    if not xs:\n        return 0.0\n    return sum(xs) / len(xs)\n"
+
+
+def commit_row(i: int, **extra: Any) -> str:
+    row = {
+        "old_contents": commit_old(i),
+        "new_contents": commit_new(i),
+        "message": f"Handle empty input #{i}",
+        "commit": f"{i:040x}",
+        "old_file": f"stats/mean_{i}.py",
+        **extra,
+    }
+    return json.dumps(row)
+
+
+def commit_seeds(tmp: Path, rows: list[str], shards: int = 1) -> tuple[dict[str, Any], list[Path]]:
+    source = tmp / "commits.jsonl"
+    source.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    paths = [tmp / "seeds" / f"{i:03d}.jsonl" for i in range(shards)]
+    settings = {"kind": "commits", "num_prompts": 100, "num_shards": shards}
+    stats = run_seeds([{"name": "cpft", "type": "jsonl", "path": str(source)}], settings, 7, paths, tmp / "seeds.json")
+    return stats, paths
+
+
+@pytest.fixture()
+def commits_file(tmp_path: Path) -> Path:
+    rows = [commit_row(0), commit_row(1), "{not json", commit_row(2), commit_row(9, message=""), commit_row(3)]
+    rows.append(commit_row(4))
+    stats, (path,) = commit_seeds(tmp_path, rows)
+    assert stats["files_skipped"] == {"empty_message": 1, "not_json": 1} and stats["commits"] == 5
+    return path
+
+
+def commit_index(request: Request) -> int:
+    return int(re.search(r"Handle empty input #(\d+)", user_text(request)).group(1))  # type: ignore[union-attr]
+
+
+def commit_respond(request: Request) -> Completion:
+    """#0 and #4 are fine (#4 with bold headers), #1 lacks [Lazy], #2 has no sections, #3 fails."""
+    i = commit_index(request)
+    desc, lazy = C_DESC.format(i=i), C_LAZY.format(i=i)
+    if i == 1:
+        return ok(f"[Descriptive]\n{desc}")
+    if i == 2:
+        return ok("Sure! The commit makes the mean safe for empty lists.")
+    if i == 3:
+        return Completion(text="", finish_reason=None, error="HTTP 400: content filter")
+    if i == 4:
+        return ok(f"**Descriptive:**\n{desc}\n\n**Lazy:** {lazy}\n\nLet me know if you need more.")
+    return ok(f"[Descriptive]\n{desc}\n\n[Lazy]\n{lazy}")
+
+
+def test_commit_prompt_shows_code_diff_message_and_example_instructions(
+    tmp_path: Path, commits_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ScriptedBackend(commit_respond)
+    install(monkeypatch, backend)
+    run_round1(commits_file, tmp_path / "r1.jsonl", "m", {}, {"mode": "dialogue"}, None, tmp_path / "u.json")
+    seed = next(read_jsonl(commits_file))
+    request = backend.calls[0][0]
+    prompt = user_text(request)
+    assert request.messages[0] == {"role": "system", "content": template("commit_system")}
+    assert f"```python\n{commit_old(0).rstrip()}\n```" in prompt
+    assert "```diff\n--- a/stats/mean_0.py\n+++ b/stats/mean_0.py\n@@ -1,2 +1,4 @@\n" in prompt
+    assert "+    if not xs:\n+        return 0.0\n" in prompt
+    assert "```\nHandle empty input #0\n```" in prompt
+    example = load_fewshot()[seed["fewshot_id"]]
+    assert example.descriptive in prompt and example.lazy in prompt
+    assert example.program_before not in prompt and example.program_after not in prompt  # instructions only
+    assert "[Descriptive]" in prompt and "[Lazy]" in prompt and "[Program" not in prompt
+    assert not re.search(r"\$\{?\w", prompt)  # every placeholder was filled
+
+
+def test_commit_mode_end_to_end_dialogue(tmp_path: Path, commits_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = ScriptedBackend(commit_respond)
+    opened = install(monkeypatch, backend)
+    r1, r2, triplets = rounds(tmp_path, commits_file, {"mode": "dialogue"})
+    assert len(opened) == 1  # round 2 has nothing to ask and loads no model
+    assert [len(call) for call in backend.calls] == [5]  # one free-form call per commit
+    assert r2 == r1  # commit records pass round 2 unchanged
+    assert [r["status"] for r in r1] == ["ok", "ok", "ok", "dropped", "ok"]
+    assert r1[3]["reason"] == "round1_error" and len(r1[3]["messages"]) == 2
+    assert r1[0]["pair"]["kind"] == "commit" and set(r1[0]["round1"]) == {"answer"}
+    assert [m["role"] for m in r1[0]["messages"]] == ["system", "user", "assistant"]
+    assert [(t["status"], t.get("reason")) for t in triplets] == [
+        ("ok", None),
+        ("dropped", "missing_lazy"),
+        ("dropped", "missing_descriptive"),
+        ("dropped", "call_error"),
+        ("ok", None),
+    ]
+    for i, triplet in enumerate(triplets):
+        # the code comes from the commit, also for a dropped answer
+        assert (triplet["pre_code"], triplet["post_code"]) == (commit_old(i).rstrip(), commit_new(i).rstrip())
+        assert triplet["kind"] == "commit" and triplet["commit"] == f"{i:040x}"
+        assert triplet["id"] == f"m:c{i:06d}" and triplet["pair_id"] == f"c{i:06d}"
+        assert triplet["fewshot_id"] == r1[i]["pair"]["fewshot_id"]
+    assert (triplets[0]["instruction_descriptive"], triplets[0]["instruction_lazy"]) == (
+        C_DESC.format(i=0),
+        C_LAZY.format(i=0),
+    )
+    assert triplets[4]["instruction_lazy"] == C_LAZY.format(i=4)  # the closing remark is not part of it
+    assert json.loads((tmp_path / "counts.json").read_text()) == {
+        "call_error": 1,
+        "missing_descriptive": 1,
+        "missing_lazy": 1,
+        "ok": 2,
+    }
+    assert json.loads((tmp_path / "r2.usage.json").read_text())["calls"] == 0
+
+
+def test_commit_mode_end_to_end_sectioned(tmp_path: Path, commits_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def respond(request: Request) -> Completion:
+        i = commit_index(request)
+        if i == 2:  # cut off in its descriptive instruction
+            return Completion(text="In `mean_2`, return", finish_reason="length")
+        if request.prefill == "[Descriptive]\n":
+            return ok(C_DESC.format(i=i) + "\n\n**")  # what is left when the stop string "[Lazy" ends the call
+        if request.prefill.endswith("\n\n[Lazy]\n"):
+            return ok(" " + C_LAZY.format(i=i))
+        raise AssertionError(f"unexpected prefill {request.prefill!r}")
+
+    backend = ScriptedBackend(respond)
+    install(monkeypatch, backend)
+    r1, r2, triplets = rounds(tmp_path, commits_file, {"mode": "sectioned"})
+    assert [len(call) for call in backend.calls] == [5, 4]  # descriptive for all, lazy for those not cut off
+    descriptive, lazy = backend.calls[0][0], backend.calls[1][0]
+    assert descriptive.prefill == "[Descriptive]\n" and "[Lazy" in descriptive.sampling.stop
+    assert lazy.prefill == f"[Descriptive]\n{C_DESC.format(i=0)}\n\n[Lazy]\n" and "\n\n" in lazy.sampling.stop
+    assert descriptive.messages == lazy.messages
+    assert r1[0]["messages"][2]["content"] == lazy.prefill + C_LAZY.format(i=0)
+    assert set(r1[0]["round1"]) == {"descriptive", "lazy"} and set(r1[2]["round1"]) == {"descriptive"}
+    assert r2 == r1
+    assert [t.get("reason") for t in triplets] == [None, None, "truncated", None, None]
+    assert triplets[1]["instruction_descriptive"] == C_DESC.format(i=1)
+    assert triplets[1]["post_code"] == commit_new(1).rstrip()
+
+
+def test_a_shard_may_mix_pairs_and_commits(tmp_path: Path, commits_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mixed = tmp_path / "mixed.jsonl"
+    write_jsonl(mixed, [pair(0, sorted(load_fewshot())[0]), next(read_jsonl(commits_file))])
+
+    def respond(request: Request) -> Completion:
+        if request.messages[0]["content"] == template("commit_system"):
+            return commit_respond(request)
+        return dialogue_respond(request)
+
+    backend = ScriptedBackend(respond)
+    opened = install(monkeypatch, backend)
+    r1, r2, triplets = rounds(tmp_path, mixed, {"mode": "dialogue"})
+    assert len(opened) == 2  # once per stage, not per kind
+    assert [len(call) for call in backend.calls] == [1, 1, 1]  # pairs' round 1, commits, pairs' round 2
+    assert "round2" in r2[0] and "round2" not in r2[1] and r2[1] == r1[1]
+    assert [(t["status"], t.get("kind")) for t in triplets] == [("ok", None), ("ok", "commit")]
+    assert (triplets[0]["pre_code"], triplets[1]["pre_code"]) == (PROGRAM, commit_old(0).rstrip())
+
+
+def test_bad_commit_records_are_clear_errors(
+    tmp_path: Path, commits_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(monkeypatch, ScriptedBackend(commit_respond))
+    record = next(read_jsonl(commits_file))
+    broken = tmp_path / "broken.jsonl"
+    write_jsonl(broken, [{**record, "commit": {**record["commit"], "new_code": ""}}])
+    with pytest.raises(SynthesisError, match=r"commit record 1 \(c000000\): 'commit' must hold non-empty"):
+        run_round1(broken, tmp_path / "o.jsonl", "m", {}, {}, None, tmp_path / "u.json")
+    bare = tmp_path / "bare.jsonl"
+    write_jsonl(bare, [{k: v for k, v in record.items() if k != "commit"}])
+    with pytest.raises(SynthesisError, match="missing 'commit'"):
+        run_round1(bare, tmp_path / "o.jsonl", "m", {}, {}, None, tmp_path / "u.json")
+    source = tmp_path / "nomessage.jsonl"
+    source.write_text(json.dumps({"old_contents": "x = 1\n", "new_contents": "x = 2\n"}) + "\n")
+    with pytest.raises(SeedError, match="row 1 of .* has no column 'message'"):
+        run_seeds(
+            [{"name": "c", "type": "jsonl", "path": str(source)}],
+            {"kind": "commits"},
+            1,
+            [tmp_path / "0.jsonl"],
+            tmp_path / "s.json",
+        )

@@ -26,6 +26,11 @@ What real answers do, and how it is handled:
 * An answer cut off by the token limit is dropped as ``truncated`` unless every
   section needed was already complete: a closed code block, and a lazy
   instruction followed by something else.
+
+A commit dialogue (its ``pair`` is a commit record, ``kind: "commit"``) has one
+answer holding only ``[Descriptive]`` and ``[Lazy]`` (``parse_instructions``,
+read as above); its triplet takes ``pre_code``/``post_code`` from the commit and
+adds ``kind: "commit"`` and ``commit`` (the hash, or "").
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ _RULE = re.compile(r"^[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*$")
 # The drop reasons synthesis gives a record whose call failed after its retries.
 ROUND1_ERROR = "round1_error"
 ROUND2_ERROR = "round2_error"
+COMMIT_KIND = "commit"  # the ``kind`` of a commit seed record (pair records have none)
 PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3", "ipython"})
 PROSE_TRIM = 3  # lines of prose tried off each end of unfenced code
 
@@ -84,6 +90,14 @@ PROSE_TRIM = 3  # lines of prose tried off each end of unfenced code
 @dataclass(frozen=True)
 class Round1Parsed:
     program_before: str
+    descriptive: str
+    lazy: str
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """A commit record's answer: the commit message rewritten in both styles."""
+
     descriptive: str
     lazy: str
 
@@ -342,6 +356,17 @@ def parse_round1(text: str, truncated: bool = False) -> Round1Parsed | ParseFail
     if not code.strip():
         return ParseFailure("empty_code")
 
+    instructions = _instructions(lines, sections, truncated)
+    if isinstance(instructions, ParseFailure):
+        return instructions
+    return Round1Parsed(code, instructions.descriptive, instructions.lazy)
+
+
+def _instructions(
+    lines: Sequence[str], sections: dict[str, tuple[int, int, str]], truncated: bool
+) -> Instructions | ParseFailure:
+    """The descriptive and lazy sections of an answer, or why not."""
+    missing = "truncated" if truncated else None
     if "descriptive" not in sections:
         return ParseFailure(missing or "missing_descriptive")
     first, end, rest = sections["descriptive"]
@@ -361,7 +386,18 @@ def parse_round1(text: str, truncated: bool = False) -> Round1Parsed | ParseFail
     lazy = _unwrap("\n".join(paragraph))
     if not lazy:
         return ParseFailure("missing_lazy")
-    return Round1Parsed(code, descriptive, lazy)
+    return Instructions(descriptive, lazy)
+
+
+def parse_instructions(text: str, truncated: bool = False) -> Instructions | ParseFailure:
+    """The two instructions of a commit record's answer (``[Descriptive]``, ``[Lazy]``), or why not.
+
+    The sections are read as in a round-1 answer; anything else in the answer
+    (a program, a diff, a preamble) is ignored.
+    """
+    lines = strip_thinking(text).split("\n")
+    headers, _ = _scan(lines)
+    return _instructions(lines, _sections(lines, headers), truncated)
 
 
 def parse_round2(text: str, truncated: bool = False) -> str | Unreasonable | ParseFailure:
@@ -422,6 +458,20 @@ def parse_round1_record(record: dict[str, Any]) -> Round1Parsed | ParseFailure:
     return parse_round1(answers[0], truncated)
 
 
+def parse_commit_record(record: dict[str, Any]) -> Instructions | ParseFailure:
+    """The answer of a commit dialogue record, parsed."""
+    turns: dict[str, Turn] = record.get("round1") or {}
+    if record.get("reason") == ROUND1_ERROR or any(t.get("error") for t in turns.values()):
+        return ParseFailure("call_error")
+    answers = _answers(record)
+    if not turns or not answers:
+        return ParseFailure("missing_descriptive")
+    truncated, incomplete = _round_truncated(turns)
+    if incomplete:
+        return ParseFailure("truncated")
+    return parse_instructions(answers[0], truncated)
+
+
 def _round2_outcome(record: dict[str, Any]) -> str | Unreasonable | ParseFailure:
     turns: dict[str, Turn] = record.get("round2") or {}
     if record.get("reason") == ROUND2_ERROR or any(t.get("error") for t in turns.values()):
@@ -455,6 +505,8 @@ def triplet_from_dialogue(record: dict[str, Any]) -> dict[str, Any]:
         "instruction_descriptive": "",
         "status": "ok",
     }
+    if record["pair"].get("kind") == COMMIT_KIND:
+        return _commit_triplet(record, triplet)
     first = parse_round1_record(record)
     if isinstance(first, ParseFailure):
         return drop(triplet, first.reason)
@@ -467,6 +519,24 @@ def triplet_from_dialogue(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(second, ParseFailure):
         return drop(triplet, second.reason)
     triplet["post_code"] = second
+    return triplet
+
+
+def _commit_triplet(record: dict[str, Any], triplet: dict[str, Any]) -> dict[str, Any]:
+    """A commit dialogue's triplet: the commit's code and the parsed instructions.
+
+    It carries ``kind: "commit"`` and the commit's hash (``commit``, "" when
+    unknown); the code is filled in even when the answer is dropped.
+    """
+    info = record["pair"].get("commit")
+    if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("old_code", "new_code")):
+        raise RecordError(f"dialogue record {record['id']}: commit record without 'commit' code")
+    triplet.update(kind=COMMIT_KIND, commit=info.get("commit") or "")
+    triplet.update(pre_code=info["old_code"], post_code=info["new_code"])
+    parsed = parse_commit_record(record)
+    if isinstance(parsed, ParseFailure):
+        return drop(triplet, parsed.reason)
+    triplet.update(instruction_descriptive=parsed.descriptive, instruction_lazy=parsed.lazy)
     return triplet
 
 

@@ -38,6 +38,29 @@ class PairRecord(TypedDict):
     fewshot_id: str  # which curated one-shot example the prompt shows
 
 
+class CommitSeed(TypedDict):
+    """The commit a commit record is about (``kind: commits``)."""
+
+    source: str  # the configured source name
+    row: str  # where in the source: "row 17", or "<file> row 17" for a source of several files
+    commit: str  # the commit hash; "" when the source has none
+    path: str  # the changed file's path (old_file/new_file); "" when the source has none
+    message: str  # the commit message, stripped
+    old_code: str  # the file before the commit: "\n" newlines, no trailing blank space
+    new_code: str  # the file after the commit, likewise
+    changed_lines: int  # lines the unified diff adds or removes
+
+
+class CommitRecord(TypedDict):
+    """results/seeds/pairs/{shard}.jsonl with ``kind: commits``: one commit to rewrite into instructions."""
+
+    id: str  # "c000017"
+    shard: str
+    kind: Literal["commit"]  # pair records have no ``kind``
+    commit: CommitSeed
+    fewshot_id: str  # the curated example whose two instructions the prompt shows
+
+
 class Usage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
@@ -58,7 +81,7 @@ class DialogueRecord(TypedDict):
     id: str
     shard: str
     model: str
-    pair: PairRecord
+    pair: PairRecord | CommitRecord  # the seed record the dialogue started from
     messages: list[dict[str, str]]  # the conversation as sent, answers included
     round1: dict[str, Turn]  # section name -> answer
     round2: NotRequired[dict[str, Turn]]
@@ -80,6 +103,8 @@ class TripletRecord(TypedDict):
     instruction_descriptive: str
     status: Status
     reason: NotRequired[str]
+    kind: NotRequired[Literal["commit"]]  # from a real commit (pre/post code are the commit's)
+    commit: NotRequired[str]  # that commit's hash, "" when the source has none
     duplicate_of: NotRequired[str]  # the kept triplet this one duplicates
     contaminated_by: NotRequired[str]  # the benchmark problem it overlaps
 

@@ -21,6 +21,42 @@ lists or blank lines, and the same pair can recur. Here:
 * Each pair takes two snippets from two different files: two distinct files are
   drawn uniformly, then one snippet from each, so a file with many functions is
   not over-represented. No pair repeats. Everything is determined by ``seed``.
+
+``kind: commits`` seeds the other synthesis mode instead (the reference's
+``rewrite_commit``, whose output it never used): the code before and after
+comes from a real commit, and the model only rewrites the commit message into
+a lazy and a descriptive instruction. Sources are tables of CommitPackFT-style
+rows (``jsonl``, ``parquet`` or ``hf``) with the columns ``old_contents``,
+``new_contents`` and ``message``, and optionally ``commit`` and
+``old_file``/``new_file``; a row without one of the three is an error that
+names the column. Rows are skipped, and counted by reason, when the code or the
+message is empty, the code is not text or not UTF-8, the file is vendored or
+generated, larger than ``max_file_bytes`` or longer than ``max_code_lines``
+lines (before or after), the two versions are identical, the diff adds or
+removes more than ``max_diff_lines`` lines, either version is not valid
+Python 3, or the commit changes only comments and layout (same syntax tree).
+Duplicates (same hash and file, or the same code before and after ignoring
+layout) are dropped; when more commits remain than ``num_prompts``, a seeded
+sample is kept, in source order. ``snippet_mode``, ``min_lines`` and
+``max_lines`` do not apply. Each commit becomes one record in the same shard
+files as pairs (round robin)::
+
+    {"id": "c000017", "shard": "000", "kind": "commit",
+     "commit": {"source": "cpft", "row": "row 18", "commit": "<hash or ''>",
+                "path": "<old_file or ''>", "message": "...",
+                "old_code": "...", "new_code": "...", "changed_lines": 4},
+     "fewshot_id": "fs03-..."}
+
+A pair record has no ``kind`` key (read it as ``"pair"``). The few-shot
+example is drawn as for pairs; the commit prompt shows only its instructions.
+
+Table sources (both kinds): ``hf`` lists the dataset repo's files with
+``huggingface_hub`` and reads the parquet or JSON Lines files of the
+configured ``config_name`` and ``split`` (``select_hf_files``), without the
+``datasets`` package; that package is tried only when it is installed and the
+repo's layout shows no such files. With ``HF_HUB_OFFLINE`` set or no network,
+the error says to download the files and use a ``jsonl``/``parquet`` source.
+``max_files`` caps the rows of all of a source's files together.
 """
 
 from __future__ import annotations
@@ -28,12 +64,15 @@ from __future__ import annotations
 import ast
 import fnmatch
 import gc
+import gzip
 import hashlib
+import importlib.util
 import json
 import logging
 import os
 import random
 import re
+import sys
 import sysconfig
 import textwrap
 import warnings
@@ -43,15 +82,17 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .records import PairRecord, Snippet, write_json, write_jsonl
-from .synthesis import load_fewshot
+from .records import CommitRecord, CommitSeed, PairRecord, Snippet, write_json, write_jsonl
+from .synthesis import commit_diff, load_fewshot
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
+SEED_KINDS = ("snippets", "commits")
 SNIPPET_MODES = ("syntactic", "window")
 SOURCE_TYPES = ("stdlib", "directory", "jsonl", "parquet", "hf")
+TABLE_SOURCE_TYPES = ("jsonl", "parquet", "hf")
 WINDOW_TRIES = 5  # random windows tried per file before it is given up
 COMMENT_SHARE = 0.5  # a snippet with at least this share of comment lines is skipped
 # Path components that mark third-party code copied into a tree.
@@ -101,13 +142,16 @@ class SeedError(ValueError):
 
 @dataclass(frozen=True)
 class SeedSettings:
+    kind: str = "snippets"  # "commits": one record per real commit
     snippet_mode: str = "syntactic"
     min_lines: int = 5
     max_lines: int = 15
     max_file_bytes: int = 300_000
     max_files: int | None = None  # per source; a seeded sample when there are more
-    num_prompts: int = 100
+    num_prompts: int = 100  # pairs, or commits for kind "commits"
     num_shards: int = 1
+    max_code_lines: int = 200  # kind "commits": lines of the file before or after the commit
+    max_diff_lines: int = 100  # kind "commits": lines the commit adds or removes
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> SeedSettings:
@@ -116,9 +160,12 @@ class SeedSettings:
         if unknown:
             raise SeedError(f"seeds: unknown setting(s) {', '.join(unknown)}")
         made = cls(**settings)
+        if made.kind not in SEED_KINDS:
+            raise SeedError(f"seeds.kind: expected one of {SEED_KINDS}, got {made.kind!r}")
         if made.snippet_mode not in SNIPPET_MODES:
             raise SeedError(f"seeds.snippet_mode: expected one of {SNIPPET_MODES}, got {made.snippet_mode!r}")
-        for name in ("min_lines", "max_lines", "max_file_bytes", "num_prompts", "num_shards"):
+        positive = ("min_lines", "max_lines", "max_file_bytes", "num_prompts", "num_shards")
+        for name in (*positive, "max_code_lines", "max_diff_lines"):
             value = getattr(made, name)
             if not isinstance(value, int) or value < 1:
                 raise SeedError(f"seeds.{name}: expected a positive integer, got {value!r}")
@@ -245,7 +292,7 @@ def _row_document(label: str, value: Any, file_name: Any, settings: SeedSettings
     if len(value.encode("utf-8", "surrogatepass")) > settings.max_file_bytes:
         tally.files_skipped["too_large"] += 1
         return None
-    if "\x00" in value:
+    if "\x00" in value or _not_utf8(value):
         tally.files_skipped["binary_or_not_utf8"] += 1
         return None
     if isinstance(file_name, str) and file_name:
@@ -257,19 +304,38 @@ def _row_document(label: str, value: Any, file_name: Any, settings: SeedSettings
     return _Document(label, value.replace("\r\n", "\n").replace("\r", "\n"))
 
 
-def _jsonl_documents(
-    name: str, path: Path, column: str, settings: SeedSettings, rng: random.Random, tally: Tally
-) -> Iterator[_Document]:
+@dataclass(frozen=True)
+class _Table:
+    """One data file of a table source (jsonl, parquet, or a hub dataset's files)."""
+
+    path: Path
+    fmt: str  # "jsonl" or "parquet"
+    label: str = ""  # prefix of its row labels where a source has several files
+
+    def row_label(self, number: int) -> str:
+        return f"{self.label} row {number}" if self.label else f"row {number}"
+
+
+def _open_lines(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def _jsonl_positions(name: str, path: Path) -> list[int]:
+    """The numbers of the non-blank lines of a JSON Lines file."""
     if not path.is_file():
         raise SeedError(f"source {name!r}: {path} is not a file")
-    with open(path, "rb") as handle:
-        rows = [number for number, line in enumerate(handle, start=1) if line.strip()]
-    tally.files_seen += len(rows)
-    chosen = set(_cap(rows, settings.max_files, rng, tally))
-    with_column = 0
-    with open(path, "rb") as handle:
+    try:
+        with _open_lines(path) as handle:
+            return [number for number, line in enumerate(handle, start=1) if line.strip()]
+    except (OSError, EOFError) as err:
+        raise SeedError(f"source {name!r}: cannot read {path} ({err})") from None
+
+
+def _jsonl_rows(path: Path, wanted: set[int], tally: Tally) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The objects on the lines ``wanted``; lines that hold none are counted."""
+    with _open_lines(path) as handle:
         for number, line in enumerate(handle, start=1):
-            if number not in chosen:
+            if number not in wanted:
                 continue
             try:
                 row = json.loads(line)
@@ -282,77 +348,305 @@ def _jsonl_documents(
             if not isinstance(row, dict):
                 tally.files_skipped["not_json"] += 1
                 continue
-            if column not in row:
-                tally.files_skipped["missing_column"] += 1
-                continue
-            with_column += 1
-            file_name = next((row[c] for c in FILE_NAME_COLUMNS if isinstance(row.get(c), str)), None)
-            document = _row_document(f"row {number}", row[column], file_name, settings, tally)
-            if document:
-                yield document
-    if chosen and not with_column:
-        raise SeedError(f"source {name!r}: no row of {path} has the column {column!r}")
+            yield number, row
 
 
-def _table_documents(
-    name: str,
-    values: list[Any],
-    file_names: list[Any] | None,
-    settings: SeedSettings,
-    rng: random.Random,
-    tally: Tally,
-) -> Iterator[_Document]:
-    tally.files_seen += len(values)
-    for index in _cap(list(range(len(values))), settings.max_files, rng, tally):
-        file_name = file_names[index] if file_names else None
-        document = _row_document(f"row {index + 1}", values[index], file_name, settings, tally)
-        if document:
-            yield document
-
-
-def _parquet_columns(name: str, path: Path, column: str) -> tuple[list[Any], list[Any] | None]:
+def _parquet_open(name: str, path: Path, required: Sequence[str]) -> tuple[Any, list[str], int]:
+    """A lazy scan of a parquet file, its column names and its row count."""
     import polars as pl
 
     if not path.is_file():
         raise SeedError(f"source {name!r}: {path} is not a file")
     try:
         scan = pl.scan_parquet(path)
-        schema = scan.collect_schema()
-        if column not in schema:
-            raise SeedError(f"source {name!r}: {path} has no column {column!r} (columns: {', '.join(schema)})")
-        name_column = next((c for c in FILE_NAME_COLUMNS if c in schema), None)
-        table = scan.select([column] + ([name_column] if name_column else [])).collect()
+        columns = list(scan.collect_schema())
+        count = int(scan.select(pl.len()).collect().item())
     except (pl.exceptions.PolarsError, OSError) as err:
         raise SeedError(f"source {name!r}: cannot read {path} as parquet ({err})") from None
-    return table[column].to_list(), table[name_column].to_list() if name_column else None
+    for column in required:
+        if column not in columns:
+            raise SeedError(f"source {name!r}: {path} has no column {column!r} (columns: {', '.join(columns)})")
+    return scan, columns, count
 
 
-def _hf_columns(name: str, source: dict[str, Any], column: str) -> tuple[list[Any], list[Any] | None]:
+def _parquet_rows(
+    name: str, path: Path, scan: Any, columns: list[str], wanted: set[int]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    import polars as pl
+
     try:
-        import datasets
-    except ImportError:
-        raise SeedError(
-            f"source {name!r}: type 'hf' needs the 'datasets' package (pip install datasets), "
-            "or export the data to a .jsonl/.parquet file and use type 'jsonl'/'parquet'"
-        ) from None
+        frame = scan.select(columns).collect()
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise SeedError(f"source {name!r}: cannot read {path} as parquet ({err})") from None
+    for number, row in enumerate(frame.iter_rows(named=True), start=1):
+        if number in wanted:
+            yield number, row
+
+
+def _table_rows(
+    name: str,
+    tables: Sequence[_Table],
+    required: Sequence[str],
+    optional: Sequence[str],
+    settings: SeedSettings,
+    rng: random.Random,
+    tally: Tally,
+) -> Iterator[tuple[_Table, int, dict[str, Any]]]:
+    """The rows of a source's files, as (file, 1-based row number, row).
+
+    ``max_files`` caps the rows of all files together (a seeded sample, in
+    order). A parquet file without a ``required`` column is an error; a JSON
+    Lines row is yielded as it is, whatever its keys; lines that are not JSON
+    objects are counted. Only the ``required`` and ``optional`` columns of a
+    parquet file are read.
+    """
+    positions: list[tuple[int, int]] = []
+    opened: dict[int, tuple[Any, list[str]]] = {}
+    for index, table in enumerate(tables):
+        if table.fmt == "jsonl":
+            positions.extend((index, number) for number in _jsonl_positions(name, table.path))
+        else:
+            scan, columns, count = _parquet_open(name, table.path, required)
+            opened[index] = (scan, [c for c in dict.fromkeys((*required, *optional)) if c in columns])
+            positions.extend((index, number) for number in range(1, count + 1))
+    tally.files_seen += len(positions)
+    wanted: dict[int, set[int]] = {}
+    for index, number in _cap(positions, settings.max_files, rng, tally):
+        wanted.setdefault(index, set()).add(number)
+    for index, table in enumerate(tables):
+        if index not in wanted:
+            continue
+        if table.fmt == "jsonl":
+            rows = _jsonl_rows(table.path, wanted[index], tally)
+        else:
+            rows = _parquet_rows(name, table.path, *opened[index], wanted[index])
+        for number, row in rows:
+            yield table, number, row
+
+
+# ---------------------------------------------------------------- Hugging Face datasets
+
+HF_FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".jsonl.gz": "jsonl"}
+# Folder and file names that mark a split in a dataset repo's layout.
+KNOWN_SPLITS = frozenset({"train", "test", "validation", "valid", "dev", "eval"})
+_SPLIT_PREFIX = re.compile(r"([A-Za-z]+)(?:[-_.]|$)")
+
+
+def _hf_format(path: str) -> str | None:
+    return next((fmt for suffix, fmt in HF_FORMATS.items() if path.endswith(suffix)), None)
+
+
+def _split_of(rel: str, splits: frozenset[str]) -> str | None:
+    """The split a data file belongs to by its path (relative to its config's folder), if it says."""
+    parts = rel.split("/")
+    for part in parts[:-1]:
+        if part.lower() in splits:
+            return part.lower()
+    match = _SPLIT_PREFIX.match(parts[-1])
+    if match and match.group(1).lower() in splits:
+        return match.group(1).lower()
+    return None
+
+
+def select_hf_files(files: Sequence[str], config_name: str | None, split: str) -> list[str]:
+    """The data files (parquet or JSON Lines) of one config and split in a dataset repo.
+
+    ``files`` is the repo's file list. The folder of a config is tried as
+    ``data/<config>/`` (CommitPackFT: ``data/python/data.jsonl``), then
+    ``<config>/`` (the hub's parquet export: ``<config>/<split>/0000.parquet``);
+    without a config, ``data/`` (``data/train-00000-of-00002.parquet``), then
+    the repo's top level. Inside it, a file counts when every folder between
+    it and the config's folder names a split. The split's files are those in a
+    folder named after it or whose name starts with it (``train-...``,
+    ``train.jsonl``); when no file names any split, all of them are the
+    ``train`` split (the hub's rule). Returns [] when nothing fits; sorted.
+    """
+    splits = KNOWN_SPLITS | {split.lower()}
+    roots = [f"data/{config_name}/", f"{config_name}/"] if config_name else ["data/", ""]
+    for root in roots:
+        candidates: list[tuple[str, str | None]] = []
+        for path in files:
+            if not path.startswith(root) or _hf_format(path) is None:
+                continue
+            rel = path[len(root) :]
+            if not all(part.lower() in splits for part in rel.split("/")[:-1]):
+                continue
+            candidates.append((path, _split_of(rel, splits)))
+        if not candidates:
+            continue
+        if any(found for _, found in candidates):
+            chosen = [path for path, found in candidates if found == split.lower()]
+        else:
+            chosen = [path for path, _ in candidates] if split.lower() == "train" else []
+        if chosen:
+            return sorted(chosen)
+    return []
+
+
+def _datasets_available() -> bool:
+    """Whether the ``datasets`` package can be imported (without importing it: that is slow)."""
+    try:
+        return importlib.util.find_spec("datasets") is not None
+    except (ImportError, ValueError):  # a module without a spec, as test doubles are
+        return "datasets" in sys.modules
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _download_hint(dataset_id: str, config_name: str | None) -> str:
+    include = f" --include 'data/{config_name}/*'" if config_name else ""
+    return (
+        f"download the files first (e.g. `hf download {dataset_id} --repo-type dataset{include} "
+        f"--local-dir DIR`) and use a source of type 'jsonl' or 'parquet' with 'path' set to one of them"
+    )
+
+
+def _hf_tables(name: str, source: dict[str, Any]) -> list[_Table] | None:
+    """The local copies of a hub dataset's data files for the source's config and split.
+
+    None where the repo's layout shows no such files (the caller may then try
+    the ``datasets`` package). Raises SeedError, with what to do instead, when
+    the hub cannot be reached (``HF_HUB_OFFLINE`` set, no network) or the
+    dataset does not exist or is gated.
+    """
     dataset_id = source.get("dataset")
     if not dataset_id:
         raise SeedError(f"source {name!r}: type 'hf' needs 'dataset'")
+    config_name, split = source.get("config_name"), source.get("split", "train")
+    revision = source.get("revision")
+    hint = _download_hint(dataset_id, config_name)
+    if _offline():
+        raise SeedError(f"source {name!r}: type 'hf' needs the network, but HF_HUB_OFFLINE is set; {hint}")
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors as hub_errors
+    except ImportError:
+        if _datasets_available():
+            return None
+        raise SeedError(
+            f"source {name!r}: type 'hf' needs the 'huggingface_hub' package (pip install huggingface_hub); or {hint}"
+        ) from None
+    missing = tuple(
+        getattr(hub_errors, n) for n in ("RepositoryNotFoundError", "RevisionNotFoundError") if hasattr(hub_errors, n)
+    )
+    gated = getattr(hub_errors, "GatedRepoError", ())
+    try:
+        files = huggingface_hub.HfApi().list_repo_files(dataset_id, repo_type="dataset", revision=revision)
+    except gated as err:  # before ``missing``: a gated repo error is also a "not found" one
+        raise SeedError(
+            f"source {name!r}: dataset {dataset_id!r} is gated; accept its terms and set HF_TOKEN ({err})"
+        ) from None
+    except missing as err:
+        raise SeedError(
+            f"source {name!r}: no dataset {dataset_id!r} (revision {revision or 'main'}) on the hub ({err})"
+        ) from None
+    except Exception as err:  # offline mode, DNS, timeouts: the library raises many types
+        raise SeedError(
+            f"source {name!r}: cannot reach the Hugging Face hub ({type(err).__name__}: {err}); {hint}"
+        ) from None
+    chosen = select_hf_files(files, config_name, split)
+    if not chosen:
+        return None
+    log.info("source %r: %d file(s) of %s: %s", name, len(chosen), dataset_id, ", ".join(chosen))
+    tables = []
+    for path in chosen:
+        try:
+            local = huggingface_hub.hf_hub_download(dataset_id, path, repo_type="dataset", revision=revision)
+        except Exception as err:  # as above
+            raise SeedError(f"source {name!r}: cannot download {path} of {dataset_id!r} ({err}); {hint}") from None
+        tables.append(_Table(Path(local), _hf_format(path) or "jsonl", path if len(chosen) > 1 else ""))
+    return tables
+
+
+def _no_hf_files(name: str, source: dict[str, Any]) -> SeedError:
+    where = f"config {source.get('config_name')!r}, " if source.get("config_name") else ""
+    return SeedError(
+        f"source {name!r}: found no parquet or JSON Lines files for {where}split {source.get('split', 'train')!r} "
+        f"in dataset {source.get('dataset')!r}; check 'config_name' and 'split', install the 'datasets' package "
+        f"to use its loader, or {_download_hint(source['dataset'], source.get('config_name'))}"
+    )
+
+
+def _datasets_rows(
+    name: str,
+    source: dict[str, Any],
+    required: Sequence[str],
+    optional: Sequence[str],
+    settings: SeedSettings,
+    rng: random.Random,
+    tally: Tally,
+) -> Iterator[tuple[_Table, int, dict[str, Any]]]:
+    """The fallback for layouts ``select_hf_files`` does not know: the ``datasets`` loader."""
+    import datasets
+
+    dataset_id = source["dataset"]
     try:
         data = datasets.load_dataset(dataset_id, source.get("config_name"), split=source.get("split", "train"))
     except Exception as err:  # the library raises many types; all mean "cannot load"
         raise SeedError(f"source {name!r}: cannot load dataset {dataset_id!r} ({err})") from None
-    if column not in data.column_names:
-        raise SeedError(f"source {name!r}: dataset {dataset_id!r} has no column {column!r}")
-    name_column = next((c for c in FILE_NAME_COLUMNS if c in data.column_names), None)
-    return data[column], data[name_column] if name_column else None
+    for column in required:
+        if column not in data.column_names:
+            raise SeedError(f"source {name!r}: dataset {dataset_id!r} has no column {column!r}")
+    data = data.select_columns([c for c in dict.fromkeys((*required, *optional)) if c in data.column_names])
+    tally.files_seen += len(data)
+    table = _Table(Path(dataset_id), "datasets")
+    for index in _cap(list(range(len(data))), settings.max_files, rng, tally):
+        yield table, index + 1, data[index]
+
+
+def _source_rows(
+    source: dict[str, Any],
+    required: Sequence[str],
+    optional: Sequence[str],
+    settings: SeedSettings,
+    rng: random.Random,
+    tally: Tally,
+) -> Iterator[tuple[_Table, int, dict[str, Any]]]:
+    """The rows of a table source: jsonl, parquet or hf."""
+    name, kind = source["name"], source["type"]
+    if kind in ("jsonl", "parquet"):
+        if not source.get("path"):
+            raise SeedError(f"source {name!r}: type {kind!r} needs 'path'")
+        tables = [_Table(Path(source["path"]), kind)]
+    else:
+        found = _hf_tables(name, source)
+        if found is None:
+            if not _datasets_available():
+                raise _no_hf_files(name, source)
+            return _datasets_rows(name, source, required, optional, settings, rng, tally)
+        tables = found
+    return _table_rows(name, tables, required, optional, settings, rng, tally)
+
+
+def _row_documents(
+    name: str, rows: Iterator[tuple[_Table, int, dict[str, Any]]], column: str, settings: SeedSettings, tally: Tally
+) -> Iterator[_Document]:
+    """The file contents in ``column`` of each row; rows without it are counted."""
+    with_column = 0
+    tables: dict[Path, None] = {}
+    for table, number, row in rows:
+        tables[table.path] = None
+        if column not in row:
+            tally.files_skipped["missing_column"] += 1
+            continue
+        with_column += 1
+        file_name = next((row[c] for c in FILE_NAME_COLUMNS if isinstance(row.get(c), str)), None)
+        document = _row_document(table.row_label(number), row[column], file_name, settings, tally)
+        if document:
+            yield document
+    read = tally.files_seen - tally.files_skipped["over_max_files"]
+    if read and not with_column:
+        where = ", ".join(str(p) for p in tables) or "the source"
+        raise SeedError(f"source {name!r}: no row of {where} has the column {column!r}")
 
 
 def _documents(source: dict[str, Any], settings: SeedSettings, seed: int, tally: Tally) -> Iterator[_Document]:
     name, kind = source["name"], source["type"]
     rng = random.Random(f"{seed}:files:{name}")
     column = source.get("column", "old_contents")
-    if kind in ("directory", "jsonl", "parquet") and not source.get("path"):
+    if kind == "directory" and not source.get("path"):
         raise SeedError(f"source {name!r}: type {kind!r} needs 'path'")
     if kind == "stdlib":
         root = Path(sysconfig.get_paths()["stdlib"])
@@ -362,13 +656,8 @@ def _documents(source: dict[str, Any], settings: SeedSettings, seed: int, tally:
         return _directory_documents(
             name, Path(source["path"]), include, source.get("exclude", []), settings, rng, tally
         )
-    if kind == "jsonl":
-        return _jsonl_documents(name, Path(source["path"]), column, settings, rng, tally)
-    if kind == "parquet":
-        values, names = _parquet_columns(name, Path(source["path"]), column)
-    else:
-        values, names = _hf_columns(name, source, column)
-    return _table_documents(name, values, names, settings, rng, tally)
+    rows = _source_rows(source, [column], FILE_NAME_COLUMNS, settings, rng, tally)
+    return _row_documents(name, rows, column, settings, tally)
 
 
 # ---------------------------------------------------------------- snippets
@@ -683,6 +972,203 @@ def make_pairs(snippets: list[Snippet], count: int, fewshot_ids: Sequence[str], 
     ]
 
 
+# ---------------------------------------------------------------- commits
+
+COMMIT_COLUMNS = ("old_contents", "new_contents", "message")
+COMMIT_OPTIONAL = ("commit", *FILE_NAME_COLUMNS)
+
+
+def _commit_seed(
+    name: str, table: _Table, number: int, row: dict[str, Any], settings: SeedSettings, tally: Tally
+) -> CommitSeed | None:
+    """One row's commit, checked; None (counted by reason) when it cannot seed a prompt."""
+    label = table.row_label(number)
+    for column in COMMIT_COLUMNS:
+        if column not in row:
+            where = f"{label} of {table.path}" if table.fmt != "datasets" else label
+            raise SeedError(
+                f"source {name!r}: {where} has no column {column!r} (a commit row needs {', '.join(COMMIT_COLUMNS)})"
+            )
+    old, new, message = (row[c] for c in COMMIT_COLUMNS)
+
+    def skip(reason: str) -> None:
+        tally.files_skipped[reason] += 1
+
+    if not all(isinstance(v, str) or v is None for v in (old, new, message)):
+        return skip("not_text")
+    if not (old or "").strip() or not (new or "").strip():
+        return skip("empty_code")
+    if not (message or "").strip():
+        return skip("empty_message")
+    if any("\x00" in v or _not_utf8(v) for v in (old, new, message)):
+        return skip("binary_or_not_utf8")
+    file_name = next((row[c] for c in FILE_NAME_COLUMNS if isinstance(row.get(c), str) and row[c]), "")
+    reason = _path_reason(file_name) if file_name else None
+    if reason:
+        return skip(reason)
+    if max(len(old.encode("utf-8")), len(new.encode("utf-8"))) > settings.max_file_bytes:
+        return skip("too_large")
+    old, new = _commit_code(old), _commit_code(new)
+    if old == new:
+        return skip("identical")
+    if max(old.count("\n"), new.count("\n")) + 1 > settings.max_code_lines:
+        return skip("too_long")
+    if _file_reason(_Document(label, old)):
+        return skip("generated")
+    changed = changed_lines(commit_diff(old, new))
+    if changed > settings.max_diff_lines:
+        return skip("diff_too_large")
+    old_tree, new_tree = _parse(old), _parse(new)
+    if old_tree is None or new_tree is None:
+        return skip("syntax_error")
+    if ast.dump(old_tree) == ast.dump(new_tree):
+        return skip("no_code_change")  # comments, blank lines or layout only
+    commit = row.get("commit")
+    return CommitSeed(
+        source=name,
+        row=label,
+        commit=commit if isinstance(commit, str) else "",
+        path=file_name,
+        message=message.strip().replace("\r\n", "\n").replace("\r", "\n"),
+        old_code=old,
+        new_code=new,
+        changed_lines=changed,
+    )
+
+
+def _not_utf8(text: str) -> bool:
+    """Whether ``text`` holds lone surrogates (from \\ud800-style escapes), which UTF-8 cannot encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _commit_code(text: str) -> str:
+    """A file's contents as a commit record holds them: newlines normalised, no trailing blank space."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+
+
+def changed_lines(diff: str) -> int:
+    """The lines a unified diff (``commit_diff``) adds or removes."""
+    return sum(1 for line in diff.split("\n")[2:] if line.startswith(("+", "-")))  # after the two file lines
+
+
+def collect_commits(
+    sources: list[dict[str, Any]], settings: dict[str, Any] | SeedSettings, seed: int
+) -> tuple[list[CommitSeed], dict[str, Any]]:
+    """All unique usable commits of the sources, in source order, and the statistics.
+
+    Two commits are the same when they have the same hash and file, or the
+    same code before and after (ignoring layout). Raises SeedError for a source
+    that is not a table, is unreadable, lacks a commit column, or yields no
+    usable commit.
+    """
+    config = settings if isinstance(settings, SeedSettings) else SeedSettings.from_dict(settings)
+    if not sources:
+        raise SeedError("seeds.sources: at least one source is needed")
+    total = Tally()
+    per_source: dict[str, dict[str, Any]] = {}
+    commits: list[CommitSeed] = []
+    seen: set[bytes] = set()
+    duplicates = 0
+    for source in sources:
+        name, kind = source.get("name"), source.get("type")
+        if not name or kind not in SOURCE_TYPES:
+            raise SeedError(f"seeds.sources: each source needs a 'name' and a 'type' in {SOURCE_TYPES}: {source!r}")
+        if kind not in TABLE_SOURCE_TYPES:
+            raise SeedError(
+                f"source {name!r}: seeds.kind 'commits' reads tables of commits, "
+                f"so the type must be one of {TABLE_SOURCE_TYPES}, not {kind!r}"
+            )
+        tally = Tally()
+        rng = random.Random(f"{seed}:files:{name}")
+        found = 0
+        for table, number, row in _source_rows(source, COMMIT_COLUMNS, COMMIT_OPTIONAL, config, rng, tally):
+            commit = _commit_seed(name, table, number, row, config, tally)
+            if commit is None:
+                continue
+            tally.files_used += 1
+            content = f"{_normalised_layout(commit['old_code'])}\0{_normalised_layout(commit['new_code'])}"
+            keys = [hashlib.sha1(content.encode("utf-8")).digest()]
+            if commit["commit"]:
+                keys.append(hashlib.sha1(f"{commit['commit']}\0{commit['path']}".encode("utf-8")).digest())
+            if any(key in seen for key in keys):
+                duplicates += 1
+                continue
+            seen.update(keys)
+            commits.append(commit)
+            found += 1
+        if not found:
+            reasons = dict(tally.files_skipped)
+            raise SeedError(
+                f"no usable commits in source {name!r} ({tally.files_seen} rows seen; skipped: {reasons or 'none'})"
+            )
+        per_source[name] = {
+            "type": kind,
+            "rows_seen": tally.files_seen,
+            "rows_used": tally.files_used,
+            "commits": found,
+        }
+        total.files_seen += tally.files_seen
+        total.files_used += tally.files_used
+        total.files_skipped.update(tally.files_skipped)
+    stats = {
+        "seed": seed,
+        "kind": "commits",
+        "sources": per_source,
+        "files_seen": total.files_seen,  # rows: one changed file each
+        "files_used": total.files_used,
+        "files_skipped": dict(sorted(total.files_skipped.items())),
+        "duplicates_removed": duplicates,
+        "commits_found": len(commits),
+    }
+    return commits, stats
+
+
+def _normalised_layout(text: str) -> str:
+    """The text's tokens, comments and literals kept: what two copies of a file share whatever the spacing."""
+    return " ".join(_WORD_OR_SYMBOL.findall(text))
+
+
+def make_commit_records(
+    commits: list[CommitSeed], count: int, fewshot_ids: Sequence[str], seed: int
+) -> list[CommitRecord]:
+    """Commit records (without ``shard``) for ``count`` prompts: a seeded sample, in source order."""
+    if not fewshot_ids:
+        raise SeedError("seeds: no few-shot examples to choose from")
+    chosen = range(len(commits))
+    if len(commits) > count:
+        chosen = sorted(random.Random(f"{seed}:commits").sample(range(len(commits)), count))
+    examples = random.Random(f"{seed}:fewshot")
+    width = max(6, len(str(len(chosen) - 1)))
+    return [
+        CommitRecord(
+            id=f"c{i:0{width}d}",
+            shard="",
+            kind="commit",
+            commit=commits[index],
+            fewshot_id=examples.choice(list(fewshot_ids)),
+        )
+        for i, index in enumerate(chosen)
+    ]
+
+
+# ---------------------------------------------------------------- stage
+
+
+def _shard(records: list[Any], shard_paths: list[PathLike], stems: list[str]) -> dict[str, int]:
+    """Write record ``i`` to shard ``i % len(shard_paths)`` (round robin); return the counts."""
+    shards: list[list[Any]] = [[] for _ in shard_paths]
+    for index, record in enumerate(records):
+        record["shard"] = stems[index % len(stems)]
+        shards[index % len(stems)].append(record)
+    for path, chunk in zip(shard_paths, shards):
+        write_jsonl(path, [dict(record) for record in chunk])
+    return {stem: len(chunk) for stem, chunk in zip(stems, shards)}
+
+
 def run_seeds(
     sources: list[dict[str, Any]],
     settings: dict[str, Any],
@@ -690,10 +1176,12 @@ def run_seeds(
     shard_paths: list[PathLike],
     stats_path: PathLike,
 ) -> dict[str, Any]:
-    """Extract, deduplicate and pair snippets; write the shard files and the stats.
+    """Write the seed records of every shard and the stats; return the stats.
 
-    Pair ``i`` goes to shard ``i % len(shard_paths)`` (round robin, so shards
-    differ in size by at most one). Returns the statistics written.
+    ``kind: snippets``: extract, deduplicate and pair snippets (pair records).
+    ``kind: commits``: read, check and deduplicate commits (commit records).
+    Record ``i`` goes to shard ``i % len(shard_paths)`` (round robin, so shards
+    differ in size by at most one).
     """
     config = SeedSettings.from_dict(settings)
     if not shard_paths:
@@ -703,21 +1191,21 @@ def run_seeds(
     stems = [Path(p).stem for p in shard_paths]
     if len(set(stems)) != len(stems):
         raise SeedError("seeds: shard file names must differ in their stems")
+    if config.kind == "commits":
+        commits, stats = collect_commits(sources, config, seed)
+        records = make_commit_records(commits, config.num_prompts, sorted(load_fewshot()), seed)
+        shards = _shard(records, shard_paths, stems)
+        stats.update(commits_requested=config.num_prompts, commits=len(records), shards=shards)
+        if len(records) < config.num_prompts:
+            log.warning("only %d usable commits exist; %d were asked for", len(records), config.num_prompts)
+        write_json(stats_path, stats)
+        log.info("seeds: %d rows seen, %d commits", stats["files_seen"], len(records))
+        return stats
     snippets, stats = collect_snippets(sources, config, seed)
     pairs = make_pairs(snippets, config.num_prompts, sorted(load_fewshot()), seed)
-    shards: list[list[PairRecord]] = [[] for _ in shard_paths]
-    for index, pair in enumerate(pairs):
-        pair["shard"] = stems[index % len(stems)]
-        shards[index % len(stems)].append(pair)
-    for path, records in zip(shard_paths, shards):
-        write_jsonl(path, [dict(record) for record in records])
+    stats.update(pairs_requested=config.num_prompts, pairs=len(pairs), shards=_shard(pairs, shard_paths, stems))
     if len(pairs) < config.num_prompts:
         log.warning("only %d distinct pairs exist; %d were asked for", len(pairs), config.num_prompts)
-    stats.update(
-        pairs_requested=config.num_prompts,
-        pairs=len(pairs),
-        shards={stem: len(records) for stem, records in zip(stems, shards)},
-    )
     write_json(stats_path, stats)
     log.info("seeds: %d files used, %d snippets, %d pairs", stats["files_used"], stats["snippets"], len(pairs))
     return stats

@@ -23,10 +23,25 @@ truncated answer is kept, and parsing decides whether it is usable. Round 2
 is not requested for records whose round-1 answer does not parse, since they
 cannot become triplets; they pass through unchanged, like dropped records, and
 the parse stage names their reason.
+
+Commit records (``kind: "commit"``, from ``seeds.kind: commits``) take the
+other path, in the same rules and files: the code before and after comes from
+a real commit, and one round asks the model to rewrite the commit message into
+a descriptive and a lazy instruction (``templates/commit_v1.txt``: the file
+before the change, the unified diff, the message, and the instructions of the
+record's few-shot example). ``synthesis.mode`` keeps its meaning: ``sectioned``
+makes two calls, prefilled with ``[Descriptive]`` and then with the answer so
+far and ``[Lazy]`` (the same steps and stop strings as round 1's instruction
+steps, so the small embedded model follows the format); ``dialogue`` makes one
+free-form call. Their turns are stored under ``round1`` like a pair's.
+``run_round2`` passes commit records through unchanged (there is no program
+to write), and parsing takes the code from the commit. A shard may mix both
+kinds; the backend is opened once per stage either way.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import logging
@@ -39,7 +54,7 @@ from string import Template
 from typing import Any
 
 from .backend import Backend, Completion, Request, Sampling, UsageTotals, open_backend
-from .parsing import ROUND1_ERROR, ROUND2_ERROR, Round1Parsed, parse_round1_record
+from .parsing import COMMIT_KIND, ROUND1_ERROR, ROUND2_ERROR, Round1Parsed, parse_round1_record
 from .records import DialogueRecord, RecordError, Turn, read_jsonl, status_counts, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -98,13 +113,19 @@ ROUND1 = _Round(
 ROUND2 = _Round(
     "round2", ROUND2_ERROR, (_Step("program_after", "[Program After Edit]\n```python\n", ("```",), close="\n```"),)
 )
+# A commit record's only round: the two instructions, as round 1 asks for them.
+COMMIT_ROUND = _Round(
+    "round1",
+    ROUND1_ERROR,
+    (replace(ROUND1.steps[1], lead="[Descriptive]\n"), ROUND1.steps[2]),
+)
 
 
 # ---------------------------------------------------------------- prompts
 
 
 def template(name: str) -> str:
-    """A prompt template file of the current version: system, round1 or round2."""
+    """A prompt template file of the current version: system, round1, round2, commit_system or commit."""
     path = resources.files("editforge").joinpath("templates", f"{name}_{PROMPT_VERSION}.txt")
     return path.read_text(encoding="utf-8").strip()
 
@@ -131,11 +152,24 @@ def load_fewshot() -> dict[str, FewShot]:
     return examples
 
 
-def _fenced(code: str) -> str:
-    """``code`` in a python block whose fence is longer than any backtick run inside."""
+def _fenced(code: str, language: str = "python") -> str:
+    """``code`` in a block whose fence is longer than any backtick run inside."""
     longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}python\n{code.rstrip()}\n{fence}"
+    return f"{fence}{language}\n{code.rstrip()}\n{fence}"
+
+
+def commit_diff(old: str, new: str, path: str = "") -> str:
+    """The unified diff of a commit as the prompt shows it: 3 lines of context, no trailing newline."""
+    lines = difflib.unified_diff(
+        old.split("\n"),
+        new.split("\n"),
+        fromfile=f"a/{path}" if path else "before",
+        tofile=f"b/{path}" if path else "after",
+        n=3,
+        lineterm="",
+    )
+    return "\n".join(lines)
 
 
 def round1_messages(pair: dict[str, Any], example: FewShot) -> list[dict[str, str]]:
@@ -149,6 +183,24 @@ def round1_messages(pair: dict[str, Any], example: FewShot) -> list[dict[str, st
         example_lazy=example.lazy.strip(),
     )
     return [{"role": "system", "content": template("system")}, {"role": "user", "content": user}]
+
+
+def commit_messages(record: dict[str, Any], example: FewShot) -> list[dict[str, str]]:
+    """The system turn and the user turn for one commit record."""
+    commit = record["commit"]
+    user = Template(template("commit")).substitute(
+        old_code=_fenced(commit["old_code"]),
+        diff=_fenced(commit_diff(commit["old_code"], commit["new_code"], commit.get("path") or ""), "diff"),
+        message=_fenced(commit["message"], ""),
+        example_descriptive=example.descriptive.strip(),
+        example_lazy=example.lazy.strip(),
+    )
+    return [{"role": "system", "content": template("commit_system")}, {"role": "user", "content": user}]
+
+
+def is_commit(seed: dict[str, Any]) -> bool:
+    """Whether a seed record (a dialogue record's ``pair``) is a commit record."""
+    return seed.get("kind") == COMMIT_KIND
 
 
 def round2_message() -> dict[str, str]:
@@ -171,26 +223,34 @@ def _settings(settings: dict[str, Any]) -> tuple[str, Sampling]:
 
 
 def _new_record(pair: dict[str, Any], number: int, model: str, fewshot: dict[str, FewShot]) -> dict[str, Any]:
-    """A DialogueRecord holding the round-1 prompt."""
-    where = f"pair record {number} ({pair.get('id', 'no id')})"
-    for key in ("id", "shard", "snippets", "fewshot_id"):
+    """A DialogueRecord holding the round-1 prompt of a pair or commit record."""
+    commit = is_commit(pair)
+    where = f"{'commit' if commit else 'pair'} record {number} ({pair.get('id', 'no id')})"
+    for key in ("id", "shard", "commit" if commit else "snippets", "fewshot_id"):
         if key not in pair:
             raise SynthesisError(f"{where}: missing {key!r}")
-    snippets = pair["snippets"]
-    if not (
-        isinstance(snippets, list)
-        and len(snippets) == 2
-        and all(isinstance(s, dict) and isinstance(s.get("text"), str) for s in snippets)
-    ):
-        raise SynthesisError(f"{where}: 'snippets' must be two snippets with 'text'")
+    if commit:
+        info = pair["commit"]
+        fields = ("old_code", "new_code", "message")
+        if not (isinstance(info, dict) and all(isinstance(info.get(f), str) and info[f].strip() for f in fields)):
+            raise SynthesisError(f"{where}: 'commit' must hold non-empty {', '.join(fields)}")
+    else:
+        snippets = pair["snippets"]
+        if not (
+            isinstance(snippets, list)
+            and len(snippets) == 2
+            and all(isinstance(s, dict) and isinstance(s.get("text"), str) for s in snippets)
+        ):
+            raise SynthesisError(f"{where}: 'snippets' must be two snippets with 'text'")
     if pair["fewshot_id"] not in fewshot:
         raise SynthesisError(f"{where}: few-shot example {pair['fewshot_id']!r} is not in templates/fewshot.jsonl")
+    example = fewshot[pair["fewshot_id"]]
     record = DialogueRecord(
         id=pair["id"],
         shard=pair["shard"],
         model=model,
         pair=pair,  # type: ignore[typeddict-item]
-        messages=round1_messages(pair, fewshot[pair["fewshot_id"]]),
+        messages=commit_messages(pair, example) if commit else round1_messages(pair, example),
         round1={},
         status="ok",
     )
@@ -264,36 +324,49 @@ def _sectioned(
     return answers
 
 
+@dataclass
+class _Group:
+    """Records answered the same way: their indices, conversations and round."""
+
+    round_: _Round
+    todo: list[int]
+    conversations: list[list[dict[str, str]]]
+
+
 def _ask(
     records: list[dict[str, Any]],
-    todo: list[int],
-    conversations: list[list[dict[str, str]]],
-    round_: _Round,
+    groups: list[_Group],
     model_name: str,
     model_spec: dict[str, Any],
     settings: dict[str, Any],
     cache_dir: CacheDir,
 ) -> dict[str, Any]:
-    """Answer ``conversations`` (those of records ``todo``), store the answers; return the usage."""
+    """Answer each group's conversations, store the answers in their records; return the usage.
+
+    The backend is opened once for all groups, and not at all when there is nothing to ask.
+    """
     mode, sampling = _settings(settings)
-    if not todo:
+    groups = [g for g in groups if g.todo]
+    if not groups:
         return UsageTotals().as_dict()  # nothing to ask: no model is loaded
-    desc = f"{model_name} {round_.key}"
     with open_backend(model_name, model_spec, cache_dir) as backend:
-        if mode == "dialogue":
-            answers = _free_form(backend, conversations, sampling, desc)
-        else:
-            answers = _sectioned(backend, conversations, round_.steps, sampling, desc)
+        for group in groups:
+            kind = "commit" if group.round_ is COMMIT_ROUND else group.round_.key
+            desc = f"{model_name} {kind}"
+            if mode == "dialogue":
+                answers = _free_form(backend, group.conversations, sampling, desc)
+            else:
+                answers = _sectioned(backend, group.conversations, group.round_.steps, sampling, desc)
+            for i, conversation, answer in zip(group.todo, group.conversations, answers):
+                record = records[i]
+                record[group.round_.key] = answer.turns
+                if answer.failed:
+                    record["messages"] = conversation
+                    record.update(status="dropped", reason=group.round_.error)
+                else:
+                    record["messages"] = [*conversation, {"role": "assistant", "content": answer.text}]
+            log.info("%s (%s mode): %d of %d records asked", desc, mode, len(group.todo), len(records))
         usage = backend.usage.as_dict()
-    for i, conversation, answer in zip(todo, conversations, answers):
-        record = records[i]
-        record[round_.key] = answer.turns
-        if answer.failed:
-            record["messages"] = conversation
-            record.update(status="dropped", reason=round_.error)
-        else:
-            record["messages"] = [*conversation, {"role": "assistant", "content": answer.text}]
-    log.info("%s (%s mode): %d of %d records asked", desc, mode, len(todo), len(records))
     return usage
 
 
@@ -316,12 +389,18 @@ def run_round1(
     cache_dir: CacheDir,
     usage_path: PathLike,
 ) -> dict[str, int]:
-    """Round 1 for every pair of a shard; writes dialogue records and the usage. Returns status counts."""
+    """Round 1 for every seed record of a shard (pairs and commits); writes dialogue records and the usage.
+
+    Returns the status counts.
+    """
     _settings(settings)  # a bad setting fails before the pairs are read
     fewshot = load_fewshot()
     records = [_new_record(pair, n, model_name, fewshot) for n, pair in enumerate(read_jsonl(pairs_path), start=1)]
-    conversations = [list(record["messages"]) for record in records]
-    usage = _ask(records, list(range(len(records))), conversations, ROUND1, model_name, model_spec, settings, cache_dir)
+    groups = []
+    for round_, commit in ((ROUND1, False), (COMMIT_ROUND, True)):
+        todo = [i for i, record in enumerate(records) if is_commit(record["pair"]) == commit]
+        groups.append(_Group(round_, todo, [list(records[i]["messages"]) for i in todo]))
+    usage = _ask(records, groups, model_name, model_spec, settings, cache_dir)
     return _write(records, usage, out_path, usage_path)
 
 
@@ -334,7 +413,10 @@ def run_round2(
     cache_dir: CacheDir,
     usage_path: PathLike,
 ) -> dict[str, int]:
-    """Round 2 for the records whose round 1 parsed; all records are written. Returns status counts."""
+    """Round 2 for the pair records whose round 1 parsed; all records are written. Returns status counts.
+
+    Commit records need no second round and pass through unchanged.
+    """
     _settings(settings)
     records: list[dict[str, Any]] = []
     for number, record in enumerate(read_jsonl(round1_path), start=1):
@@ -344,8 +426,10 @@ def run_round2(
     todo = [
         i
         for i, record in enumerate(records)
-        if record["status"] == "ok" and isinstance(parse_round1_record(record), Round1Parsed)
+        if record["status"] == "ok"
+        and not is_commit(record.get("pair") or {})  # a commit already has its code: nothing to ask
+        and isinstance(parse_round1_record(record), Round1Parsed)
     ]
     conversations = [[*records[i]["messages"], round2_message()] for i in todo]
-    usage = _ask(records, todo, conversations, ROUND2, model_name, model_spec, settings, cache_dir)
+    usage = _ask(records, [_Group(ROUND2, todo, conversations)], model_name, model_spec, settings, cache_dir)
     return _write(records, usage, out_path, usage_path)
