@@ -162,6 +162,19 @@ def test_lint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_slurm_profile_plans_the_paper_run_without_a_cluster(tmp_path: Path, benchmark_path: Path) -> None:
+    env = dict(os.environ, DASHSCOPE_API_KEY="unused", DEEPSEEK_API_KEY="unused", EDITFORGE_CANITEDIT=str(benchmark_path))
+    result = subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+         str(REPO / "config/paper.yaml"), "--workflow-profile", str(REPO / "profiles/slurm"), "--dry-run", "--cores", "16"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    planned = planned_rules(result)
+    assert planned["synthesize_round1"] == 200 and planned["finetune"] == 3 and planned["eval_generate"] == 6
+    assert "slurm_partition=gpu" in result.stdout and "gpu=8" in result.stdout  # GPU rules are placed on GPUs
+
+
 def test_bad_config_stops_at_start_naming_the_key(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["filtering"]["max_hunkz"] = 7
@@ -219,6 +232,27 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(
         assert set(planned) == {"eval_generate", "eval_execute", "eval_score", "all"}
         config["evaluation"]["samples"] = 2
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+        # A second synthesis model runs its own branch only.
+        config["models"]["fake2"] = dict(config["models"]["fake"], model="fake2")
+        config["synthesis"]["models"] = ["fake", "fake2"]
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        planned = planned_rules(run_snakemake(workdir, "--dry-run"))
+        assert planned["synthesize_round1"] == planned["synthesize_round2"] == planned["parse"] == 2
+        assert planned["filter_shard"] == 2 and "seeds" not in planned
+        config["synthesis"]["models"] = ["fake"]
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+        # An edited prompt template reruns synthesis.
+        template = REPO / "src/editforge/templates/round2_v1.txt"
+        original = template.read_bytes()
+        try:
+            template.write_bytes(original + b"\n")
+            planned = planned_rules(run_snakemake(workdir, "--dry-run"))
+        finally:
+            template.write_bytes(original)
+        assert planned["synthesize_round1"] == planned["synthesize_round2"] == 2 and "seeds" not in planned
+        assert "Nothing to be done" in run_snakemake(workdir, "--dry-run").stdout
 
         # A deleted shard is rebuilt from the cache: no new calls to the server.
         shard = results / "synthesis/fake/round1/000.jsonl"

@@ -197,6 +197,5 @@ def target_spec(cfg: dict[str, Any], target: str, model_dir: str | None = None) 
     if target in cfg["models"]:
         return dict(cfg["models"][target])
     spec = student_base(cfg, target)
-    # Saved in float32: a low-precision load would round the fine-tuning away.
-    spec.update(model=model_dir or f"results/training/{target}/model", prompt_format="editforge", dtype="auto")
+    spec.update(model=model_dir or f"results/training/{target}/model", prompt_format="editforge")
     return spec
