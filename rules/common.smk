@@ -31,6 +31,18 @@ def model_params(wildcards):
     return efconfig.output_spec(config["models"][wildcards.model])
 
 
+def tests_model_params(wildcards):
+    """The model that writes tests for the execution check, by name (None: off)."""
+    if not config["filtering"]["generated_tests"]:
+        return None
+    return config["filtering"]["generated_tests_model"] or wildcards.model
+
+
+def synthesis_settings():
+    """Synthesis settings minus the model list: adding a model runs its branch only."""
+    return {k: v for k, v in config["synthesis"].items() if k != "models"}
+
+
 def target_params(wildcards):
     return efconfig.output_spec(efconfig.target_spec(config, wildcards.target))
 

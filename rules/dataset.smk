@@ -1,5 +1,5 @@
-# Mixing by model and instruction style, in the prompt format that training
-# and evaluation share.
+# Topic balancing and mixing by model and instruction style, in the prompt
+# format that training and evaluation share; exports for other trainers.
 
 
 rule dataset:
@@ -10,6 +10,13 @@ rule dataset:
         parquet="results/dataset/train.parquet",
         stats="results/dataset/stats.json",
         card="results/dataset/card.md",
+        alpaca=multiext("results/dataset/train_alpaca", ".jsonl", ".parquet"),
+        unfiltered_triplets=multiext("results/dataset/unfiltered_triplets", ".jsonl", ".parquet"),
+        unfiltered=multiext("results/dataset/unfiltered", ".jsonl", ".parquet"),
+        unfiltered_alpaca=multiext("results/dataset/unfiltered_alpaca", ".jsonl", ".parquet"),
+        dataset_info="results/dataset/dataset_info.json",
+        topics="results/dataset/topics.json",
+        funnel="results/dataset/funnel.png",
     params:
         settings=config["dataset"],
         seed=config["seed"],

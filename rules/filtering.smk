@@ -22,6 +22,7 @@ rule filter_shard:
         "results/filtered/{model}/{shard}.jsonl",
     params:
         settings=config["filtering"],
+        tests_model=tests_model_params,
     log:
         "logs/filter/{model}/{shard}.log",
     conda:

@@ -16,6 +16,7 @@ rule report:
     output:
         json="results/report/funnel.json",
         markdown="results/report/funnel.md",
+        png="results/report/funnel.png",
     log:
         "logs/report.log",
     conda:

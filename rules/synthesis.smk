@@ -12,7 +12,7 @@ rule synthesize_round1:
         usage="results/synthesis/{model}/round1/{shard}.usage.json",
     params:
         model=model_params,
-        settings=config["synthesis"],
+        settings=synthesis_settings(),
     threads: synthesis_threads
     log:
         "logs/synthesis/{model}/round1/{shard}.log",
@@ -31,7 +31,7 @@ rule synthesize_round2:
         usage="results/synthesis/{model}/round2/{shard}.usage.json",
     params:
         model=model_params,
-        settings=config["synthesis"],
+        settings=synthesis_settings(),
     threads: synthesis_threads
     log:
         "logs/synthesis/{model}/round2/{shard}.log",

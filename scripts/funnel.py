@@ -15,4 +15,5 @@ with logged(snakemake.log[0]):
         snakemake.input.dataset,
         snakemake.output.json,
         snakemake.output.markdown,
+        png_out=snakemake.output.png,
     )

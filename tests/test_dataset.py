@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +139,117 @@ def test_no_kept_triplets_is_a_clear_error(tmp_path: Path) -> None:
 def test_bad_settings_are_clear_errors(filtered: Path, tmp_path: Path, settings: dict[str, Any], message: str) -> None:
     with pytest.raises(MixError, match=re.escape(message)):
         run_mix(filtered, tmp_path / "out", settings, 42)
+
+
+# ---------------------------------------------------------------- topic balancing
+
+THEMES = {
+    "matrix": ("def {n}_grid(rows, cols):\n    grid = [[0] * cols for _ in range(rows)]\n    return transpose(grid)\n",
+               "Make the matrix transpose skip empty grid rows"),
+    "http": ("def fetch_{n}(url, timeout):\n    response = client.get(url, timeout=timeout)\n    return response.status\n",
+             "Retry the http request when the server response times out"),
+}
+
+
+def themed(model: str, number: int, theme: str) -> dict[str, Any]:
+    code, instruction = THEMES[theme]
+    record = triplet(model, number)
+    pre = code.format(n=f"v{number}")
+    return record | {
+        "pre_code": pre,
+        "post_code": pre + "\n# changed\nX = 1\n",
+        "instruction_lazy": f"{instruction} ({number}).",
+        "instruction_descriptive": f"{instruction}, carefully ({number}).",
+    }
+
+
+@pytest.fixture
+def unbalanced(tmp_path: Path) -> Path:
+    """40 matrix triplets and 8 http ones, all from one model."""
+    path = tmp_path / "unbalanced.jsonl"
+    write_jsonl(path, [themed("m1", i, "matrix" if i < 40 else "http") for i in range(48)])
+    return path
+
+
+def theme_counts(samples: list[dict[str, Any]], style: str) -> Counter[str]:
+    return Counter("http" if "fetch_" in s["pre_code"] else "matrix" for s in samples if s["style"] == style)
+
+
+@pytest.mark.parametrize("method", ["lda", pytest.param("hdp", marks=pytest.mark.skipif(
+    importlib.util.find_spec("gensim") is None, reason="gensim is not installed"))])
+def test_topic_balancing_keeps_a_small_topic_whole(unbalanced: Path, tmp_path: Path, method: str) -> None:
+    settings = {"mix": {"m1": 1.0}, "size_per_style": 16, "topics": {"method": method, "num_topics": 2}}
+    stats, samples = mix(unbalanced, tmp_path / "out", settings)
+    for style in ("lazy", "descriptive"):
+        assert theme_counts(samples, style) == {"http": 8, "matrix": 8}  # the water level is 8
+    assert stats["topic_method"] == {"lazy": method, "descriptive": method}
+    topics = json.loads((tmp_path / "out/topics.json").read_text())
+    lazy = topics["lazy"]
+    assert lazy["method"] == method and lazy["documents"] == 48 and lazy["selected"] == 16
+    assert sum(t["kept"] for t in lazy["topics"]) == 48 and sum(t["selected"] for t in lazy["topics"]) == 16
+    assert all(t["top_words"] for t in lazy["topics"])
+    # Each sample records its topic, the one topics.json lists it under.
+    topic_sizes = {t["topic"]: t["selected"] for t in lazy["topics"]}
+    assert Counter(s["topic"] for s in samples if s["style"] == "lazy") == {t: n for t, n in topic_sizes.items() if n}
+
+
+def test_without_topics_the_draw_is_a_plain_random_sample(unbalanced: Path, tmp_path: Path) -> None:
+    settings = {"mix": {"m1": 1.0}, "size_per_style": 16, "topics": {"method": "none"}}
+    _, samples = mix(unbalanced, tmp_path / "out", settings)
+    assert theme_counts(samples, "lazy")["http"] < 8
+    assert {s["topic"] for s in samples} == {0}
+
+
+def test_size_per_style_may_differ_by_style(filtered: Path, tmp_path: Path) -> None:
+    stats, _ = mix(filtered, tmp_path / "out", SETTINGS | {"size_per_style": {"lazy": 4, "descriptive": 10}})
+    assert stats["per_style"] == {"lazy": 4, "descriptive": 10}
+    assert stats["quota_per_style"] == {"lazy": {"m1": 2, "m2": 2}, "descriptive": {"m1": 5, "m2": 5}}
+
+
+def test_bad_topic_settings_are_clear_errors(filtered: Path, tmp_path: Path) -> None:
+    with pytest.raises(MixError, match="dataset.topics: topic method 'kmeans'"):
+        run_mix(filtered, tmp_path / "out", SETTINGS | {"topics": {"method": "kmeans"}}, 42)
+
+
+# ---------------------------------------------------------------- exports and the card
+
+
+def test_exports_hold_the_same_samples_in_both_layouts(filtered: Path, tmp_path: Path) -> None:
+    _, samples = mix(filtered, tmp_path / "out")
+    out = tmp_path / "out"
+    alpaca = list(read_jsonl(out / "train_alpaca.jsonl"))
+    assert [a["id"] for a in alpaca] == [s["id"] for s in samples]
+    for sample, row in zip(samples, alpaca):
+        system, user, assistant = (m["content"] for m in sample["messages"])
+        assert (row["system"], row["instruction"], row["input"], row["output"]) == (system, user, "", assistant)
+    assert pl.read_parquet(out / "train_alpaca.parquet")["output"].to_list() == [a["output"] for a in alpaca]
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["editforge_train"]["file_name"] == "train.jsonl"
+    assert info["editforge_train"]["formatting"] == "sharegpt"
+    assert info["editforge_train_alpaca"]["columns"]["prompt"] == "instruction"
+    for entry in info.values():
+        assert (out / entry["file_name"]).is_file()
+
+
+def test_the_unfiltered_set_keeps_every_triplet_with_its_reason(filtered: Path, tmp_path: Path) -> None:
+    mix(filtered, tmp_path / "out")
+    out = tmp_path / "out"
+    triplets = list(read_jsonl(out / "unfiltered_triplets.jsonl"))
+    assert len(triplets) == 45 and Counter(t["status"] for t in triplets) == {"ok": 40, "dropped": 5}
+    assert {t["reason"] for t in triplets if t["status"] == "dropped"} == {"no_change"}
+    assert pl.read_parquet(out / "unfiltered_triplets.parquet").height == 45
+    conversations = list(read_jsonl(out / "unfiltered.jsonl"))
+    assert len(conversations) == 90  # every triplet, both styles
+    assert sum(c["status"] == "dropped" for c in conversations) == 10
+    assert pl.read_parquet(out / "unfiltered_alpaca.parquet").height == 90
+
+
+def test_card_has_stage_model_style_and_topic_counts_and_the_funnel_plot(filtered: Path, tmp_path: Path) -> None:
+    stats, _ = mix(filtered, tmp_path / "out")
+    card = (tmp_path / "out/card.md").read_text()
+    assert "| m1 | 5 | 5 | 10 |" in card
+    assert "| diff | 40 | 30 | 10 | no_change: 5 |" in card
+    assert "![funnel](funnel.png)" in card and "## Topic balancing" in card
+    assert (tmp_path / "out/funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [s["stage"] for s in stats["stages"]][-1] == "deduplicated"
+    assert sum(stats["triplets_per_model"].values()) == stats["distinct_triplets"]

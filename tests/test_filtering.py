@@ -5,20 +5,34 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import re
 import sys
 import types
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from editforge.backend import Backend, Completion, Request
 from editforge.filtering import (
+    LSH_RECALL_AT_THRESHOLD,
     ContaminationError,
+    _Bands,
+    _exact_key,
+    _near_tokens,
+    _Sketcher,
+    check_generated_tests,
     code_tokens,
     count_sentences,
     diff_stats,
     filter_triplet,
+    identifiers,
+    jaccard,
+    parse_tests_answer,
     run_dedup,
     run_filter_shard,
 )
@@ -436,3 +450,255 @@ def test_planted_canitedit_problem_is_caught_and_distinct_triplets_are_not(tmp_p
     assert counts == {"contaminated": 1, "ok": 3}
     assert out["planted"]["contaminated_by"] == "1_cipher"
     assert report["contaminated"][0]["problem"] == "1_cipher"
+
+
+# ---------------------------------------------------------------- generated tests (third round)
+
+ADD_BEFORE = "def add(a, b):\n    return a - b\n"
+ADD_AFTER = "def add(a, b):\n    return a + b\n"
+
+
+class ScriptedBackend(Backend):
+    """Answers each request with the text that ``answers`` gives for the marker in its prompt."""
+
+    kind = "scripted"
+
+    def __init__(self, answers: dict[str, Completion]) -> None:
+        super().__init__("scripted", "scripted", None, None)
+        self.answers = answers
+        self.requests: list[Request] = []
+        self.closed = False
+
+    def generate(self, requests: Sequence[Request], *, desc: str = "generate") -> list[list[Completion]]:
+        self.requests += requests
+        prompts = [request.messages[-1]["content"] for request in requests]
+        return [[next(a for marker, a in self.answers.items() if f"[{marker}]" in p)] for p in prompts]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def answer(kind: str | None, tests: str | None, error: str | None = None) -> Completion:
+    text = (f"Kind: {kind}\n" if kind else "") + (f"```python\n{tests}\n```\n" if tests is not None else "")
+    return Completion(text=text, finish_reason="stop" if error is None else None, error=error)
+
+
+def add_triplet(marker: str) -> dict[str, Any]:
+    return triplet(
+        marker,
+        pre_code=ADD_BEFORE,
+        post_code=ADD_AFTER,
+        instruction_lazy="add() subtracts.",
+        instruction_descriptive=f"Fix `add` so that it returns `a + b` instead of `a - b`. [{marker}]",
+    )
+
+
+# marker -> (the model's answer, the expected outcome)
+GENERATED_CASES: dict[str, tuple[Completion, str]] = {
+    "good": (answer("bug fix", "assert add(2, 3) == 5"), "ok"),
+    "wrong_on_post": (answer("bug fix", "assert add(2, 3) == -1"), "generated_tests_fail_on_post"),
+    "crashes_on_post": (answer("new feature", "assert add(2, 3, 4) == 9"), "generated_tests_fail_on_post"),
+    "blind": (answer("bug fix", "assert add(0, 0) == 0"), "generated_tests_pass_on_pre"),
+    "blind_feature": (answer("new feature", "assert add(0, 0) == 0"), "generated_tests_pass_on_pre"),
+    "blind_refactor": (answer("refactor", "assert add(0, 0) == 0"), "ok"),  # behaviour is meant to stay
+    "blind_unlabelled": (answer(None, "assert add(0, 0) == 0"), "ok"),  # no kind: only the post check
+    "no_fence": (Completion(text="Kind: bug fix\nassert add(2, 3) == 5", finish_reason="stop"), "no_tests"),
+    "no_assert": (answer("bug fix", "print(add(2, 3))"), "no_tests"),
+    "not_python": (answer("bug fix", "assert add(2, 3) ==="), "no_tests"),
+    "call_failed": (answer(None, None, error="HTTP 500"), "no_tests"),
+}
+
+
+def test_parse_tests_answer_reads_kind_and_first_fence() -> None:
+    assert parse_tests_answer("**Kind:** Bug-fix\n```python\nassert f() == 1\n```\n```python\nx\n```") == (
+        "bug fix",
+        "assert f() == 1",
+    )
+    assert parse_tests_answer("kind: New feature\n```\nassert g()\n```") == ("new feature", "assert g()")
+    assert parse_tests_answer("Kind: refactoring") == ("refactor", None)
+    assert parse_tests_answer("```py\nassert True\n```") == (None, "assert True")
+
+
+def test_generated_tests_must_pass_after_and_fail_before() -> None:
+    backend = ScriptedBackend({marker: completion for marker, (completion, _) in GENERATED_CASES.items()})
+    records = [add_triplet(marker) for marker in GENERATED_CASES]
+    counts = check_generated_tests(records, backend, timeout_s=10, max_tokens=256)
+    outcome = {r["id"]: r["reason"] if r["status"] == "dropped" else "ok" for r in records}
+    assert outcome == {marker: expected for marker, (_, expected) in GENERATED_CASES.items()}
+    assert counts == dict(Counter(outcome.values()))
+    by_id = {r["id"]: r for r in records}
+    assert (by_id["good"]["change_kind"], by_id["good"]["generated_tests"]) == ("bug fix", "assert add(2, 3) == 5")
+    assert by_id["blind_unlabelled"]["change_kind"] is None
+    # One fresh request per triplet, greedy, showing both programs and the descriptive instruction.
+    assert len(backend.requests) == len(records)
+    request = backend.requests[0]
+    assert request.sampling.temperature == 0 and request.sampling.max_tokens == 256
+    assert ADD_BEFORE.strip() in request.messages[-1]["content"] and ADD_AFTER.strip() in request.messages[-1]["content"]
+
+
+def test_run_filter_shard_asks_the_tests_model_only_when_enabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ScriptedBackend({"good": GENERATED_CASES["good"][0], "blind": GENERATED_CASES["blind"][0]})
+    opened: list[tuple[str, Any, Any]] = []
+
+    def fake_open(name: str, spec: dict[str, Any], cache_dir: Any) -> ScriptedBackend:
+        opened.append((name, spec, cache_dir))
+        return backend
+
+    monkeypatch.setattr("editforge.backend.open_backend", fake_open)
+    records = [add_triplet("good"), add_triplet("blind"), triplet("bad", pre_code="def (:")]
+    write_jsonl(tmp_path / "in.jsonl", records)
+    counts = run_filter_shard(tmp_path / "in.jsonl", tmp_path / "off.jsonl", SETTINGS)
+    assert counts == {"ok": 2, "pre_code_syntax": 1} and not opened
+
+    settings = SETTINGS | {"generated_tests": True}
+    with pytest.raises(ValueError, match="no model to write the tests"):
+        run_filter_shard(tmp_path / "in.jsonl", tmp_path / "on.jsonl", settings)
+    spec = {"backend": "openai", "model": "m"}
+    counts = run_filter_shard(
+        tmp_path / "in.jsonl", tmp_path / "on.jsonl", settings, tests_model=("m1", spec), cache_dir=tmp_path / "c"
+    )
+    assert counts == {"ok": 1, "generated_tests_pass_on_pre": 1, "pre_code_syntax": 1}
+    assert opened == [("m1", spec, tmp_path / "c")] and backend.closed
+    assert len(backend.requests) == 2  # the syntax failure is not asked about
+
+
+# ---------------------------------------------------------------- MinHash, LSH and the exact key
+
+
+def test_lsh_bands_propose_pairs_at_the_threshold_with_high_probability() -> None:
+    bands = _Bands(0.8, 128)
+    assert (bands.bands, bands.rows) == (18, 7)
+    at_threshold = 1 - (1 - 0.8**bands.rows) ** bands.bands
+    far = 1 - (1 - 0.3**bands.rows) ** bands.bands
+    assert at_threshold >= LSH_RECALL_AT_THRESHOLD and far < 0.005
+
+
+def test_signatures_estimate_jaccard_and_batches_agree_with_single_lists() -> None:
+    sketcher = _Sketcher(256, 1)
+    a = [f"w{i}" for i in range(300)]
+    b = [f"w{i}" for i in range(100, 400)]  # Jaccard 200 / 400 = 0.5
+    sketches = sketcher.sketch([a, b, a[:3], ["x"]], batch_tokens=50)
+    estimate = float(np.mean(sketches.signatures[0] == sketches.signatures[1]))
+    assert abs(estimate - 0.5) < 0.1
+    assert jaccard(sketches.shingle_set(0), sketches.shingle_set(1)) == 0.5
+    for row, tokens in enumerate([a, b, a[:3], ["x"]]):
+        assert (sketcher(tokens).signatures[0] == sketches.signatures[row]).all()
+    with pytest.raises(ValueError, match="empty token list"):
+        sketcher.sketch([a, []])
+
+
+def test_shingles_shorter_than_a_shingle_are_one_shingle() -> None:
+    sketcher = _Sketcher(64, 5)
+    assert len(sketcher.sketch([["a", "b"]]).shingle_set(0)) == 1
+    assert sketcher.sketch([["a", "b"]]).shingle_set(0) != sketcher.sketch([["a", "b", "c"]]).shingle_set(0)
+    assert len(sketcher.sketch([list("abcdefg")]).shingle_set(0)) == 3
+
+
+def test_exact_key_ignores_layout_comments_and_quotes_but_not_behaviour() -> None:
+    base = triplet()
+    same = triplet(pre_code="# header\n" + INVENTORY.replace('"not enough "', "'not enough '").replace("):", ") :"))
+    assert _exact_key(base) == _exact_key(same)
+    assert _exact_key(base) != _exact_key(triplet(pre_code=INVENTORY.replace("0) < count", "0) <= count")))
+    assert _exact_key(base) != _exact_key(triplet(instruction_lazy="Something else."))
+    # Parses but does not compile: keyed by its AST, still blind to layout.
+    outside = "return  1\n"
+    assert _exact_key(triplet(pre_code=outside)) == _exact_key(triplet(pre_code="return 1  # x\n"))
+
+
+def random_triplets(count: int, seed: int) -> list[dict[str, Any]]:
+    """Varied small triplets with planted near copies (renamed, extended, reworded)."""
+    rng = random.Random(seed)
+    nouns = ["price", "total", "order", "item", "stock", "user", "name", "path", "line", "word", "count", "value"]
+    records: list[dict[str, Any]] = []
+    for number in range(count):
+        if records and rng.random() < 0.3:
+            source = rng.choice(records)
+            kind = rng.randrange(3)
+            pre, post = source["pre_code"], source["post_code"]
+            lazy, desc = source["instruction_lazy"], source["instruction_descriptive"]
+            if kind == 0:
+                pre, post = pre + f"\n{rng.choice(nouns)}_x = {number}\n", post + f"\n{rng.choice(nouns)}_x = 1\n"
+            elif kind == 1:
+                lazy, desc = lazy + " Thanks.", desc + " Keep the rest."
+            else:
+                pre, post = pre.replace("def ", "def my_"), post.replace("def ", "def my_")
+                lazy = f"{rng.choice(nouns)} {lazy}"
+            records.append(triplet(f"t{number:04d}", pre_code=pre, post_code=post, instruction_lazy=lazy,
+                                   instruction_descriptive=desc))
+            continue
+        names = rng.sample(nouns, 4)
+        body = "\n".join(f"    {n} = {rng.choice(names)} + {rng.randrange(99)}" for n in names)
+        pre = f"def {names[0]}_{names[1]}({names[2]}, {names[3]}):\n{body}\n    return {names[0]}\n"
+        post = pre.replace(f"return {names[0]}", f"return {names[1]} * {rng.randrange(2, 9)}")
+        lazy = f"Return the {names[1]} scaled instead, please {rng.choice(nouns)}."
+        desc = f"In `{names[0]}_{names[1]}`, return {names[1]} times a factor and not {names[0]} ({number})."
+        records.append(triplet(f"t{number:04d}", pre_code=pre, post_code=post, instruction_lazy=lazy,
+                               instruction_descriptive=desc))
+    return records
+
+
+def greedy_exact(records: list[dict[str, Any]], threshold: float, shingle_words: int) -> dict[str, str]:
+    """The dedup decisions with exact Jaccard over all earlier kept records (the reference for LSH)."""
+    def shingles(tokens: list[str]) -> set[str]:
+        k = shingle_words
+        return {" ".join(tokens[i : i + k]) for i in range(max(1, len(tokens) - k + 1))}
+
+    kept: list[dict[str, set[str]]] = []
+    seen: set[bytes] = set()
+    decisions: dict[str, str] = {}
+    for record in records:
+        key = _exact_key(record)
+        if key in seen:
+            decisions[record["id"]] = "exact_duplicate"
+            continue
+        seen.add(key)
+        own = {reason: shingles(tokens) for reason, tokens in _near_tokens(record).items() if tokens}
+        hit = next(
+            (r for r in own if any(r in k and jaccard(own[r], k[r]) >= threshold for k in kept)), None  # type: ignore[arg-type]
+        )
+        if hit:
+            decisions[record["id"]] = hit
+        else:
+            kept.append(own)
+            decisions[record["id"]] = "ok"
+    return decisions
+
+
+def test_lsh_dedup_matches_the_exact_pairwise_check(tmp_path: Path) -> None:
+    records = random_triplets(400, seed=3)
+    expected = greedy_exact(records, SETTINGS["minhash"]["threshold"], SETTINGS["minhash"]["shingle_words"])
+    assert 50 < sum(d != "ok" for d in expected.values()) < 200  # the planted copies make a real test
+    _, out, _ = dedup(tmp_path, [records])
+    assert {i: r["reason"] if r["status"] == "dropped" else "ok" for i, r in out.items()} == expected
+    # Every drop names a kept triplet.
+    assert all(out[r["duplicate_of"]]["status"] == "ok" for r in out.values() if "duplicate_of" in r)
+
+
+def test_an_exact_copy_of_a_near_duplicate_names_the_kept_triplet(tmp_path: Path) -> None:
+    first = triplet("first")
+    near = triplet("near", post_code=INVENTORY_AFTER + "\n\nLIMIT = 10\n")  # same pre-edit code: near_duplicate_code
+    near["instruction_lazy"] = "Add a method for the top item."
+    copy = dict(near, id="copy", pre_code="# again\n" + INVENTORY)
+    _, out, _ = dedup(tmp_path, [[first, near, copy]])
+    assert (out["near"]["reason"], out["near"]["duplicate_of"]) == ("near_duplicate_code", "first")
+    assert (out["copy"]["reason"], out["copy"]["duplicate_of"]) == ("exact_duplicate", "first")
+
+
+def test_code_tokens_read_strings_and_comments_like_tokenize() -> None:
+    source = 'x = "a # not a comment"  # a comment\ny = """multi\n\'line\' \\\n"""\nz = 0x1F + 1.5e-3j\n'
+    assert code_tokens(source) == ["v0", "=", '"a # not a comment"', "v1", "=", '"""multi\n\'line\' \\\n"""', "v2",
+                                   "=", "0x1F", "+", "1.5e-3j"]
+    assert identifiers("import os\nclass HTTPServer:  # name\n    s = 'word'\n") == ["os", "HTTPServer", "s"]
+
+
+def test_planted_problem_among_many_distinct_triplets_is_the_only_match(tmp_path: Path) -> None:
+    benchmark = [problem_like("7_words", TEXT_STATS, TEXT_STATS.replace("[a-z']+", "[a-z0-9']+"))]
+    renamed = TEXT_STATS.replace("word_counts", "tally").replace("longest_word", "widest").replace("text", "body")
+    records = random_triplets(300, seed=5)
+    records.insert(150, triplet("planted", pre_code=renamed, post_code=renamed + "\nSEP = ' '\n"))
+    settings = SETTINGS | {"decontamination": SETTINGS["decontamination"] | {"max_contaminated_share": 0.05}}
+    counts, out, report = dedup(tmp_path, [records], benchmark=benchmark, settings=settings)
+    assert counts["contaminated"] == 1 and out["planted"]["contaminated_by"] == "7_words"
+    assert [m["id"] for m in report["contaminated"]] == ["planted"]

@@ -119,6 +119,9 @@ def _check_references(cfg: dict[str, Any]) -> None:
                 raise ConfigError(f"dataset.mix: '{name}' is not one of synthesis.models")
         if sum(mix.values()) <= 0:
             raise ConfigError("dataset.mix: the shares must not all be zero")
+    tests_model = cfg["filtering"]["generated_tests_model"]
+    if tests_model is not None and tests_model not in models:
+        raise ConfigError(f"filtering.generated_tests_model: '{tests_model}' is not defined under models")
     seeds = cfg["seeds"]
     if seeds["min_lines"] > seeds["max_lines"]:
         raise ConfigError("seeds.min_lines: must not exceed seeds.max_lines")

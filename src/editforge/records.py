@@ -104,6 +104,8 @@ class TripletRecord(TypedDict):
     status: Status
     reason: NotRequired[str]
     kind: NotRequired[Literal["commit"]]  # from a real commit (pre/post code are the commit's)
+    change_kind: NotRequired[str | None]  # as labelled by the generated-tests round
+    generated_tests: NotRequired[str | None]  # the tests that round wrote
     commit: NotRequired[str]  # that commit's hash, "" when the source has none
     duplicate_of: NotRequired[str]  # the kept triplet this one duplicates
     contaminated_by: NotRequired[str]  # the benchmark problem it overlaps
@@ -120,6 +122,7 @@ class TrainingRecord(TypedDict):
     post_code: str
     instruction: str
     messages: list[dict[str, str]]  # system, user, assistant (edit_format.py)
+    topic: NotRequired[int]  # the dominant topic it was balanced under; -1: none
 
 
 class CompletionRecord(TypedDict):
