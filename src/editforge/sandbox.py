@@ -150,7 +150,7 @@ import ctypes, fcntl, marshal, os, resource, sys, _signal, _socket  # small modu
 cfg = marshal.loads(bytes.fromhex(sys.argv[1]))
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID = 0x20000, 0x40000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 0x1000, 0x4000, 0x40000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 0x1000, 0x4000, 0x40000
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 
 
@@ -190,8 +190,14 @@ def enter_namespaces():
             open(child, "x").close()
         mount(f"/proc/self/fd/{fd}", child, None, MS_BIND | MS_REC, None)
     targets = {os.path.realpath(path): mode for path, mode in cfg["tmpfs"] if os.path.isdir(path)}
+    # An interpreter inside one of those (a virtualenv under /tmp) is bound back in.
+    kept = [(path, os.open(path, os.O_PATH)) for path in cfg["keep"]]
     for target, mode in targets.items():
         mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={cfg['tmpfs_mb']}m")
+    for path, fd in kept:
+        os.makedirs(path, 0o755, exist_ok=True)
+        mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+        mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, None)
     os.mkdir(cfg["workdir"], 0o700)
     # The loopback up, as with `docker --network none`: a struct ifreq is the name
     # in 16 bytes, then the flags (a short) in a 24-byte union.
@@ -332,6 +338,7 @@ def run_program(
             "namespaces": iso.namespaces,
             "tmpfs": PRIVATE_TMPFS,
             "expose": _hidden_interpreter_paths(),
+            "keep": _interpreter_paths_in_tmpfs(),
             "tmpfs_mb": TMPFS_MB,
             "workdir": workdir,
             "program": PROGRAM,
@@ -616,17 +623,37 @@ def _kill_binary() -> str:
 @functools.cache
 def _hidden_interpreter_paths() -> list[tuple[str, str]]:
     """(directory others cannot enter, its entry the interpreter needs), outermost first."""
-    needed = {sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    needed |= set(site.getsitepackages())
-    needed.add(sysconfig.get_config_var("LIBDIR") or sys.base_prefix)
     steps: set[tuple[str, str]] = set()
-    for path in needed:
+    for path in _interpreter_paths():
         parts = Path(os.path.realpath(path)).parts
         for depth in range(1, len(parts) - 1):
             parent = os.path.join(*parts[:depth])
             if not os.stat(parent).st_mode & stat.S_IXOTH:
                 steps.add((parent, os.path.join(parent, parts[depth])))
     return sorted(steps, key=lambda step: (step[0].count(os.sep), step))
+
+
+def _interpreter_paths() -> set[str]:
+    needed = {sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    needed |= set(site.getsitepackages())
+    needed.add(sysconfig.get_config_var("LIBDIR") or sys.base_prefix)
+    return {os.path.realpath(path) for path in needed} | {os.path.abspath(path) for path in needed}
+
+
+@functools.cache
+def _interpreter_paths_in_tmpfs() -> list[str]:
+    """The interpreter's directories that a private tmpfs would hide, outermost only."""
+    tmpfs = [os.path.realpath(path) for path, _ in PRIVATE_TMPFS]
+    inside = sorted(
+        path if os.path.isdir(path) else os.path.dirname(path)
+        for path in _interpreter_paths()
+        if any(path.startswith(root + os.sep) for root in tmpfs)
+    )
+    outermost: list[str] = []
+    for path in inside:
+        if not any(path == kept or path.startswith(kept + os.sep) for kept in outermost):
+            outermost.append(path)
+    return outermost
 
 
 def _tail(handle: IO[bytes]) -> str:
