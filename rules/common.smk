@@ -71,6 +71,19 @@ def student_base_params(wildcards):
     return efconfig.output_spec(efconfig.student_base(config, wildcards.student))
 
 
+def training_gpus(wildcards):
+    return config["training"]["students"][wildcards.student]["num_gpus"]
+
+
+def training_nodes(wildcards):
+    return config["training"]["students"][wildcards.student]["num_nodes"]
+
+
+def training_threads(wildcards):
+    """About 8 CPU cores per GPU for data loading; 2 for a CPU run."""
+    return 8 * training_gpus(wildcards) if config["training"]["students"][wildcards.student]["num_gpus"] > 1 else 2
+
+
 def student_settings(wildcards):
     return config["training"]["students"][wildcards.student]
 

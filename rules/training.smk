@@ -1,4 +1,7 @@
-# Stage 5: supervised fine-tuning of each student on the mixed dataset.
+# Stage 5: supervised fine-tuning of each student on the mixed dataset. The
+# script starts `accelerate launch` itself when a student asks for several GPUs.
+# Checkpoints (results/training/{student}/checkpoints) are not outputs on
+# purpose: Snakemake deletes a failed job's outputs, and a rerun resumes from them.
 
 
 rule finetune:
@@ -11,9 +14,10 @@ rule finetune:
         settings=student_settings,
     log:
         "logs/training/{student}.log",
-    threads: 2
+    threads: training_threads
     resources:
-        gpu=1,
+        gpu=training_gpus,
+        nodes=training_nodes,
     conda:
         "../envs/training.yaml"
     script:
