@@ -264,20 +264,51 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(
         assert sum(server.calls.values()) == calls_after_first_run
 
 
+COMMITS = [
+    ("def area(w, h):\n    return w * h\n",
+     "def area(w, h):\n    if w < 0 or h < 0:\n        raise ValueError('negative size')\n    return w * h\n",
+     "Reject negative sizes in area"),
+    ("def greet(name):\n    print('Hello ' + name)\n",
+     "def greet(name, greeting='Hello'):\n    print(greeting + ' ' + name)\n",
+     "Let callers choose the greeting"),
+    ("def mean(xs):\n    return sum(xs) / len(xs)\n",
+     "def mean(xs):\n    if not xs:\n        return 0.0\n    return sum(xs) / len(xs)\n",
+     "Return 0 for an empty list in mean"),
+    ("def last(items):\n    return items[len(items)]\n",
+     "def last(items):\n    return items[len(items) - 1]\n",
+     "Fix off-by-one in last"),
+    ("def shout(text):\n    return text + '!'\n",
+     "def shout(text):\n    return text.upper() + '!'\n",
+     "Upper-case the text in shout"),
+    ("def count_words(text):\n    return len(text.split(' '))\n",
+     "def count_words(text):\n    return len(text.split())\n",
+     "Count words separated by any whitespace"),
+]
+
+
 @pytest.mark.slow
-def test_embedded_model_demo(tmp_path: Path, benchmark_path: Path) -> None:
-    """The README's demo, shrunk: the embedded model synthesizes, trains and is scored."""
+def test_embedded_model_end_to_end(tmp_path: Path, benchmark_path: Path) -> None:
+    """The embedded model writes instructions for real commits, is fine-tuned on
+    them and is scored beside its base model. (The README's demo does the same
+    from standard-library snippets, with more prompts than a test can afford.)"""
+    commits = tmp_path / "commits.jsonl"
+    commits.write_text("".join(
+        json.dumps({"old_contents": old, "new_contents": new, "message": message}) + "\n"
+        for old, new, message in COMMITS
+    ))
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["cache_dir"] = str(tmp_path / "cache")
-    config["seeds"].update(num_prompts=6, num_shards=1)
-    config["synthesis"]["sampling"]["max_tokens"] = 200
-    config["training"]["students"]["smollm2-edit"]["max_steps"] = 2
+    config["seeds"] = {"kind": "commits", "sources": [{"name": "commits", "type": "jsonl", "path": str(commits)}],
+                       "num_prompts": 6, "num_shards": 1}
+    config["synthesis"]["sampling"]["max_tokens"] = 256
+    config["training"]["students"]["smollm2-edit"].update(max_steps=2, checkpoint_every=0)
     config["evaluation"].update(problems=2, samples=1, benchmark=str(benchmark_path))
-    config["evaluation"]["sampling"]["max_tokens"] = 128
+    config["evaluation"]["sampling"]["max_tokens"] = 96
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
-    summary = (tmp_path / "results/report/summary.md").read_text()
-    assert "smollm2-edit" in summary
     train = list(read_jsonl(tmp_path / "results/dataset/train.jsonl"))
     assert train, "the embedded model produced no training sample"
+    assert all(sample["instruction"].strip() for sample in train)
+    summary = (tmp_path / "results/report/summary.md").read_text()
+    assert "smollm2-edit" in summary and "smollm2" in summary
