@@ -121,3 +121,13 @@ def test_key_order_does_not_matter(demo: dict) -> None:
     reordered = dict(reversed(list(demo.items())))
     reordered["filtering"] = dict(reversed(list(demo["filtering"].items())))
     assert repr(efconfig.validate(reordered)) == repr(efconfig.validate(demo))
+
+
+def test_cli_sandbox_runs_a_file_and_reports_its_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good, bad = tmp_path / "good.py", tmp_path / "bad.py"
+    good.write_text("print(6 * 7)\n")
+    bad.write_text("assert 1 == 2\n")
+    assert cli_main(["sandbox", str(good)]) == 0
+    assert '"outcome": "pass"' in capsys.readouterr().out
+    assert cli_main(["sandbox", str(bad)]) == 1
+    assert '"outcome": "fail"' in capsys.readouterr().out

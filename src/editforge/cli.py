@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     from .sandbox import run_program
 
     result = run_program(Path(args.path).read_text(encoding="utf-8"), timeout_s=args.timeout)
-    print(json.dumps(result.__dict__ if hasattr(result, "__dict__") else result, indent=2, default=str))
+    print(json.dumps(dataclasses.asdict(result), indent=2))
     return 0 if result.outcome == "pass" else 1
 
 
