@@ -2,6 +2,7 @@
 # rule params. Every setting that changes a rule's output reaches the rule as a
 # param, so changing it reruns exactly that rule and what follows.
 
+import re
 from pathlib import Path
 
 from editforge import config as efconfig
@@ -17,9 +18,9 @@ TEMPLATES = sorted(str(p) for p in Path(workflow.basedir, "src", "editforge", "t
 
 wildcard_constraints:
     shard=r"\d+",
-    model="|".join(SYNTHESIS_MODELS),
-    student="|".join(STUDENTS) if STUDENTS else "(?!)",
-    target="|".join(TARGETS),
+    model="|".join(map(re.escape, SYNTHESIS_MODELS)),
+    student="|".join(map(re.escape, STUDENTS)) if STUDENTS else "(?!)",
+    target="|".join(map(re.escape, TARGETS)),
 
 
 localrules:
