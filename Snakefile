@@ -16,6 +16,9 @@ if not config:
     configfile: "config/config.yaml"
 
 
+# `snakemake --report results/report.html`: this page, then the outputs flagged with report().
+report: "report/workflow.rst"
+
 
 include: "rules/common.smk"
 include: "rules/seeds.smk"
@@ -34,6 +37,11 @@ rule all:
         "results/report/summary.md",
         "results/report/pass_at_1.png",
         "results/dataset/card.md",
+        # what `snakemake --report` shows besides
+        "results/report/pass_at_1.html",
+        "results/report/funnel.html",
+        "results/report/diff_sizes.png",
+        "results/report/topics.png",
 
 
 onsuccess:

@@ -45,9 +45,21 @@ rule eval_score:
         expand("results/evaluation/{target}/executions.jsonl", target=TARGETS),
     output:
         summary="results/report/summary.md",
-        csv="results/report/summary.csv",
+        csv=report(
+            "results/report/summary.csv",
+            caption="../report/summary_csv.rst",
+            category="Evaluation",
+            subcategory="CanItEdit pass@1",
+            labels={"result": "all splits (CSV download)"},
+        ),
         per_problem="results/report/per_problem.csv",
-        chart="results/report/pass_at_1.png",
+        chart=report(
+            "results/report/pass_at_1.png",
+            caption="../report/pass_at_1.rst",
+            category="Evaluation",
+            subcategory="CanItEdit pass@1",
+            labels={"result": "pass@1 chart"},
+        ),
     params:
         k=config["evaluation"]["k"],
     log:

@@ -1,5 +1,11 @@
 # The data funnel: every stage's counts and drops by reason, with token usage
-# and cost per model, from seed to dataset.
+# and cost per model, from seed to dataset. Then what `snakemake --report`
+# shows besides: diff-size and topic histograms, and the tables as HTML pages.
+
+
+localrules:
+    report_figures,
+    report_tables,
 
 
 rule report:
@@ -16,10 +22,72 @@ rule report:
     output:
         json="results/report/funnel.json",
         markdown="results/report/funnel.md",
-        png="results/report/funnel.png",
+        png=report(
+            "results/report/funnel.png",
+            caption="../report/funnel.rst",
+            category="Data",
+            subcategory="Funnel",
+            labels={"result": "funnel chart"},
+        ),
     log:
         "logs/report.log",
     conda:
         "../envs/filtering.yaml"
     script:
         "../scripts/funnel.py"
+
+
+rule report_figures:
+    input:
+        filtered="results/filtered/triplets.jsonl",
+        topics="results/dataset/topics.json",
+    output:
+        diff_sizes=report(
+            "results/report/diff_sizes.png",
+            caption="../report/diff_sizes.rst",
+            category="Data",
+            subcategory="Distributions",
+            labels={"result": "diff size histogram"},
+        ),
+        topics=report(
+            "results/report/topics.png",
+            caption="../report/topics.rst",
+            category="Data",
+            subcategory="Distributions",
+            labels={"result": "topic size histogram"},
+        ),
+    params:
+        max_bins=40,
+    log:
+        "logs/report_figures.log",
+    conda:
+        "../envs/filtering.yaml"
+    script:
+        "../scripts/report_figures.py"
+
+
+rule report_tables:
+    input:
+        summary="results/report/summary.csv",
+        funnel="results/report/funnel.json",
+    output:
+        pass_at_1=report(
+            "results/report/pass_at_1.html",
+            caption="../report/pass_at_1_table.rst",
+            category="Evaluation",
+            subcategory="CanItEdit pass@1",
+            labels={"result": "pass@1 table"},
+        ),
+        funnel=report(
+            "results/report/funnel.html",
+            caption="../report/funnel_table.rst",
+            category="Data",
+            subcategory="Funnel",
+            labels={"result": "funnel table"},
+        ),
+    log:
+        "logs/report_tables.log",
+    conda:
+        "../envs/evaluation.yaml"
+    script:
+        "../scripts/report_tables.py"

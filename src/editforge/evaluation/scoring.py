@@ -143,7 +143,7 @@ def run_score(
 
 def summary_markdown(summary: pl.DataFrame, ks: Sequence[int]) -> str:
     """Measured rows, then the paper's rows (marked as quoted); change kinds; env errors."""
-    wide = _wide_pass_at_1(summary)
+    wide = wide_pass_at_1(summary)
     lines = [
         "# CanItEdit pass@1 (%)",
         "",
@@ -196,7 +196,7 @@ def plot_pass_at_1(summary: pl.DataFrame, path: str | os.PathLike[str]) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    wide = _wide_pass_at_1(summary)
+    wide = wide_pass_at_1(summary)
     models: list[tuple[str, Sequence[float | None], bool]] = [
         (row["target"], (row["lazy"], row["descriptive"], row["overall"]), False) for row in wide.iter_rows(named=True)
     ]
@@ -256,7 +256,8 @@ def _summary(per: pl.DataFrame, ks: Sequence[int]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def _wide_pass_at_1(summary: pl.DataFrame) -> pl.DataFrame:
+def wide_pass_at_1(summary: pl.DataFrame) -> pl.DataFrame:
+    """One row per target: its lazy, descriptive and overall pass@1 (null where not measured)."""
     rows = []
     for target in summary["target"].unique(maintain_order=True):
         mine = {r["split"]: r["pass@1"] for r in summary.filter(pl.col("target") == target).iter_rows(named=True)}

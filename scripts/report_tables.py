@@ -1,0 +1,11 @@
+"""Rule report_tables: see editforge.report_tables."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda envs too
+
+from editforge.report_tables import write_tables
+from editforge.stage_log import logged
+
+with logged(snakemake.log[0]):
+    write_tables(snakemake.input.summary, snakemake.input.funnel, snakemake.output.pass_at_1, snakemake.output.funnel)

@@ -1,0 +1,102 @@
+"""The report's tables (``snakemake --report``): pass@1 per target beside the
+paper's rows, and the triplets left after each stage. They are written as small
+self-contained HTML pages, which the report shows inline (a CSV or Markdown file
+would only be a download there).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from editforge.evaluation.scoring import PAPER_ROWS, QUOTED_SOURCE, wide_pass_at_1
+
+PathLike = str | os.PathLike[str]
+
+MEASURED = "measured"
+QUOTED = "quoted from the paper, not measured"
+
+_CSS = """
+body { font-family: sans-serif; font-size: 14px; margin: 8px; color: #222; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; }
+th { background: #f0f0f0; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+tr.quoted td { color: #666; font-style: italic; }
+p.note { color: #555; font-size: 12px; max-width: 60em; }
+"""
+
+
+def pass_at_1_table(summary: pl.DataFrame) -> pl.DataFrame:
+    """pass@1 (%) per measured target, then the paper's rows: model, lazy, descriptive, overall, source."""
+    measured = wide_pass_at_1(summary).rename({"target": "model"}).with_columns(source=pl.lit(MEASURED))
+    quoted = pl.DataFrame(
+        PAPER_ROWS,
+        schema={"model": pl.String, "lazy": pl.Float64, "descriptive": pl.Float64, "overall": pl.Float64},
+        orient="row",
+    ).with_columns(source=pl.lit(QUOTED))
+    return pl.concat([measured, quoted])
+
+
+def stage_frame(stages: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """The funnel's stages (``funnel.json``): triplets remaining, in total and per
+    model, and what the stage dropped by reason."""
+    models = sorted({model for row in stages for model in row.get("per_model", {})})
+    return pl.DataFrame(
+        [
+            {
+                "stage": row["stage"],
+                "remaining": row["remaining"],
+                **{model: row.get("per_model", {}).get(model, 0) for model in models},
+                "dropped (by reason)": "; ".join(f"{r}: {n}" for r, n in row.get("dropped", {}).items()) or "-",
+            }
+            for row in stages
+        ],
+        schema={"stage": pl.String, "remaining": pl.Int64, **dict.fromkeys(models, pl.Int64),
+                "dropped (by reason)": pl.String},
+    )
+
+
+def html_table(frame: pl.DataFrame, title: str, note: str = "") -> str:
+    """A self-contained HTML page with ``frame`` as a table: numbers right-aligned,
+    floats with two decimals, nulls as a dash; rows whose ``source`` is the paper's in grey."""
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in frame.columns)
+    rows = []
+    for row in frame.iter_rows(named=True):
+        quoted = ' class="quoted"' if row.get("source") == QUOTED else ""
+        rows.append(f"<tr{quoted}>{''.join(_cell(value) for value in row.values())}</tr>")
+    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body><h3>{html.escape(title)}</h3>"
+        f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>{note_html}</body></html>\n"
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return '<td class="number">–</td>'
+    if isinstance(value, float):
+        return f'<td class="number">{value:.2f}</td>'
+    if isinstance(value, int):
+        return f'<td class="number">{value}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def write_tables(summary_csv: PathLike, funnel_json: PathLike, pass_at_1_html: PathLike, funnel_html: PathLike) -> None:
+    """The pass@1 table (from ``summary.csv``) and the stage counts (from ``funnel.json``) as HTML pages."""
+    note = (
+        f"Measured rows cover the problems this run evaluated. Rows in grey are copied from {QUOTED_SOURCE}; "
+        "they cover all 105 problems with 20 samples each."
+    )
+    table = pass_at_1_table(pl.read_csv(summary_csv))
+    Path(pass_at_1_html).write_text(html_table(table, "CanItEdit pass@1 (%)", note), encoding="utf-8")
+    stages = json.loads(Path(funnel_json).read_text())["stages"]
+    title = "Triplets remaining after each stage"
+    Path(funnel_html).write_text(html_table(stage_frame(stages), title), encoding="utf-8")
