@@ -49,7 +49,10 @@ def target_params(wildcards):
 
 
 def _threads(spec):
-    """An in-process model uses every core it gets; an HTTP client needs one."""
+    """An in-process model uses every core it gets; a server started in the job
+    needs a few for tokenizing and scheduling; an HTTP client needs one."""
+    if "serve" in spec:
+        return 8
     return 2 if spec["backend"] == "transformers" else 1
 
 
@@ -57,8 +60,35 @@ def synthesis_threads(wildcards):
     return _threads(config["models"][wildcards.model])
 
 
+def synthesis_gpus(wildcards):
+    return efconfig.job_gpus(config["models"][wildcards.model])
+
+
+def _mem_mb(spec):
+    """Host memory: a model loaded in the job (in process or served) needs room for
+    its weights on the way to the GPU; an HTTP client needs little."""
+    return 64000 if efconfig.job_gpus(spec) else 4000
+
+
+def synthesis_mem_mb(wildcards):
+    return _mem_mb(config["models"][wildcards.model])
+
+
 def target_threads(wildcards):
     return _threads(efconfig.target_spec(config, wildcards.target))
+
+
+def target_gpus(wildcards):
+    return efconfig.job_gpus(efconfig.target_spec(config, wildcards.target))
+
+
+def target_mem_mb(wildcards):
+    return _mem_mb(efconfig.target_spec(config, wildcards.target))
+
+
+def tests_model_gpus(wildcards):
+    name = tests_model_params(wildcards)
+    return 0 if name is None else efconfig.job_gpus(config["models"][name])
 
 
 def student_model_input(wildcards):
@@ -80,13 +110,25 @@ def training_nodes(wildcards):
     return config["training"]["students"][wildcards.student]["num_nodes"]
 
 
+def training_gpu_resource(wildcards):
+    """GPUs of a one-node job (SLURM's --gpus counts the whole job's)."""
+    return training_gpus(wildcards) if training_nodes(wildcards) == 1 else None
+
+
+def training_gres(wildcards):
+    """A multi-node job asks for its GPUs per node (--gres=gpu:N)."""
+    return None if training_nodes(wildcards) == 1 else f"gpu:{training_gpus(wildcards)}"
+
+
 def training_threads(wildcards):
-    """About 8 CPU cores per GPU for data loading; 2 for a CPU run."""
-    return 8 * training_gpus(wildcards) if config["training"]["students"][wildcards.student]["num_gpus"] > 1 else 2
+    """About 8 CPU cores per GPU for data loading; 2 for a one-process run."""
+    gpus = training_gpus(wildcards)
+    return 8 * gpus if gpus > 1 else 2
 
 
 def student_settings(wildcards):
-    return config["training"]["students"][wildcards.student]
+    """What trains the student; how it is served for evaluation is not part of it."""
+    return {k: v for k, v in config["training"]["students"][wildcards.student].items() if k != "serve"}
 
 
 def print_report():

@@ -14,6 +14,9 @@ rule eval_generate:
         samples=config["evaluation"]["samples"],
         sampling=config["evaluation"]["sampling"],
     threads: target_threads
+    resources:
+        gpu=target_gpus,
+        mem_mb=target_mem_mb,
     log:
         "logs/evaluation/{target}/generate.log",
     conda:

@@ -23,6 +23,8 @@ rule filter_shard:
     params:
         settings=config["filtering"],
         tests_model=tests_model_params,
+    resources:
+        gpu=tests_model_gpus,
     log:
         "logs/filter/{model}/{shard}.log",
     conda:

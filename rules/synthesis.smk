@@ -14,6 +14,9 @@ rule synthesize_round1:
         model=model_params,
         settings=synthesis_settings(),
     threads: synthesis_threads
+    resources:
+        gpu=synthesis_gpus,
+        mem_mb=synthesis_mem_mb,
     log:
         "logs/synthesis/{model}/round1/{shard}.log",
     conda:
@@ -33,6 +36,9 @@ rule synthesize_round2:
         model=model_params,
         settings=synthesis_settings(),
     threads: synthesis_threads
+    resources:
+        gpu=synthesis_gpus,
+        mem_mb=synthesis_mem_mb,
     log:
         "logs/synthesis/{model}/round2/{shard}.log",
     conda:

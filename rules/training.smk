@@ -16,7 +16,8 @@ rule finetune:
         "logs/training/{student}.log",
     threads: training_threads
     resources:
-        gpu=training_gpus,
+        gpu=training_gpu_resource,
+        gres=training_gres,
         nodes=training_nodes,
     conda:
         "../envs/training.yaml"

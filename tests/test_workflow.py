@@ -1,19 +1,26 @@
 """The whole workflow in a temp dir: a fake OpenAI-compatible server synthesizes,
 tiny random models are trained and evaluated, and Snakemake reruns only what a
-change invalidates. One slow test runs the embedded model end to end."""
+change invalidates; the run's HTML report is opened in headless Chromium. One slow
+test runs the embedded model end to end."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image
 import pytest
 import yaml
 
@@ -73,17 +80,28 @@ def run_snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) 
     return subprocess.run(command, capture_output=True, text=True, env=env or os.environ.copy(), timeout=900)
 
 
+# What the report lists: category, subcategory, file, its label and words of its caption.
+REPORT_ENTRIES = (
+    ("Evaluation", "CanItEdit pass@1", "pass_at_1.png", "pass@1 chart", "beside the rows of the OpenCodeEdit paper"),
+    ("Evaluation", "CanItEdit pass@1", "pass_at_1.html", "pass@1 table", "measured rows first"),
+    ("Evaluation", "CanItEdit pass@1", "summary.csv", "all splits (CSV download)", "Every measured split"),
+    ("Data", "Funnel", "funnel.png", "funnel chart", "The data funnel: triplets remaining"),
+    ("Data", "Funnel", "funnel.html", "funnel table", "The funnel as a table"),
+    ("Data", "Distributions", "diff_sizes.png", "diff size histogram", "Changed lines of each kept triplet"),
+    ("Data", "Distributions", "topics.png", "topic size histogram", "Topic sizes per instruction style"),
+)
+
+
 def planned_rules(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     """Rule -> job count from a dry run's job table."""
     table = result.stdout.split("Job stats:")[1].split("total")[0]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-@pytest.fixture()
-def code_dir(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def code_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small source tree to cut seed snippets from."""
-    root = tmp_path / "code"
-    root.mkdir()
+    root = tmp_path_factory.mktemp("code")
     for i in range(6):
         functions = "\n\n".join(
             f"def step_{i}_{j}(values, scale={j + 2}):\n"
@@ -151,6 +169,33 @@ def tiny_config(workdir: Path, code: Path, server_url: str, model_dir: str, benc
     }
 
 
+@dataclass
+class TinyRun:
+    """The tiny workflow after its first full run, and its HTML report."""
+
+    workdir: Path
+    config: dict[str, Any]
+    server: FakeServer
+    run: subprocess.CompletedProcess[str]
+    calls: int  # the server calls that run made
+    report: subprocess.CompletedProcess[str]  # snakemake --report report.html
+
+
+@pytest.fixture(scope="module")
+def tiny_run(
+    tmp_path_factory: pytest.TempPathFactory, code_dir: Path, tiny_model_dir: Path, benchmark_path: Path
+) -> Iterator[TinyRun]:
+    """One full run, shared by the tests that read its results: the partial reruns and the report."""
+    workdir = tmp_path_factory.mktemp("run")
+    with FakeServer(responder=synthesis_responder) as server:
+        config = tiny_config(workdir, code_dir, server.base_url, str(tiny_model_dir), benchmark_path)
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        run = run_snakemake(workdir)
+        calls = sum(server.calls.values())
+        report = run_snakemake(workdir, "--report", "report.html")
+        yield TinyRun(workdir, config, server, run, calls, report)
+
+
 def test_lint_is_clean() -> None:
     result = subprocess.run(
         [*SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile")],
@@ -162,19 +207,6 @@ def test_lint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_slurm_profile_plans_the_paper_run_without_a_cluster(tmp_path: Path, benchmark_path: Path) -> None:
-    env = dict(os.environ, DASHSCOPE_API_KEY="unused", DEEPSEEK_API_KEY="unused", EDITFORGE_CANITEDIT=str(benchmark_path))
-    result = subprocess.run(
-        [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
-         str(REPO / "config/paper.yaml"), "--workflow-profile", str(REPO / "profiles/slurm"), "--dry-run", "--cores", "16"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    planned = planned_rules(result)
-    assert planned["synthesize_round1"] == 200 and planned["finetune"] == 3 and planned["eval_generate"] == 6
-    assert "slurm_partition=gpu" in result.stdout and "gpu=8" in result.stdout  # GPU rules are placed on GPUs
-
-
 def test_bad_config_stops_at_start_naming_the_key(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["filtering"]["max_hunkz"] = 7
@@ -184,84 +216,159 @@ def test_bad_config_stops_at_start_naming_the_key(tmp_path: Path) -> None:
     assert "max_hunkz" in result.stdout + result.stderr
 
 
-def test_tiny_workflow_end_to_end_and_partial_reruns(
-    tmp_path: Path, code_dir: Path, tiny_model_dir: Path, benchmark_path: Path
-) -> None:
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    with FakeServer(responder=synthesis_responder) as server:
-        config = tiny_config(workdir, code_dir, server.base_url, str(tiny_model_dir), benchmark_path)
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        result = run_snakemake(workdir)
-        assert result.returncode == 0, result.stderr[-4000:]
-        calls_after_first_run = sum(server.calls.values())
-        assert calls_after_first_run == 16  # 8 prompts x 2 rounds, each asked once
+def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
+    workdir, config, server, result = tiny_run.workdir, tiny_run.config, tiny_run.server, tiny_run.run
+    assert result.returncode == 0, result.stderr[-4000:]
+    calls_after_first_run = tiny_run.calls
+    assert calls_after_first_run == 16  # 8 prompts x 2 rounds, each asked once
 
-        results = workdir / "results"
-        triplets = list(read_jsonl(results / "filtered/triplets.jsonl"))
-        assert len(triplets) == 8 and all(t["status"] in {"ok", "dropped"} for t in triplets)
-        assert any(t["status"] == "ok" for t in triplets)
-        assert all(t["reason"] for t in triplets if t["status"] == "dropped")
-        train = list(read_jsonl(results / "dataset/train.jsonl"))
-        assert {r["style"] for r in train} == {"lazy", "descriptive"}
-        assert (results / "training/tiny-edit/model/config.json").exists()
-        executions = list(read_jsonl(results / "evaluation/tiny-edit/executions.jsonl"))
-        assert len(executions) == 2 * 2 * 2  # problems x kinds x samples
-        summary = (results / "report/summary.md").read_text()
-        assert "tiny-edit" in summary and "tiny" in summary
-        funnel = json.loads((results / "report/funnel.json").read_text())
-        usage = funnel["synthesis"]["fake"]["usage"]
-        assert usage["calls"] == 16 and usage["cost"] > 0
-        assert "funnel" in result.stdout.lower()  # printed at the end
+    results = workdir / "results"
+    triplets = list(read_jsonl(results / "filtered/triplets.jsonl"))
+    assert len(triplets) == 8 and all(t["status"] in {"ok", "dropped"} for t in triplets)
+    assert any(t["status"] == "ok" for t in triplets)
+    assert all(t["reason"] for t in triplets if t["status"] == "dropped")
+    train = list(read_jsonl(results / "dataset/train.jsonl"))
+    assert {r["style"] for r in train} == {"lazy", "descriptive"}
+    assert (results / "training/tiny-edit/model/config.json").exists()
+    executions = list(read_jsonl(results / "evaluation/tiny-edit/executions.jsonl"))
+    assert len(executions) == 2 * 2 * 2  # problems x kinds x samples
+    summary = (results / "report/summary.md").read_text()
+    assert "tiny-edit" in summary and "tiny" in summary
+    funnel = json.loads((results / "report/funnel.json").read_text())
+    usage = funnel["synthesis"]["fake"]["usage"]
+    assert usage["calls"] == 16 and usage["cost"] > 0
+    assert "funnel" in result.stdout.lower()  # printed at the end
 
-        # Nothing changed: nothing to do.
-        assert "Nothing to be done" in run_snakemake(workdir, "--dry-run").stdout
+    # The HTML report embeds every result flagged with report(), under its category, with its caption.
+    assert tiny_run.report.returncode == 0, tiny_run.report.stderr[-3000:]
+    report = (workdir / "report.html").read_text()
+    match = re.search(r"var categories = (\{.*?\});", report)
+    assert match, "report.html has no categories"
+    categories = json.loads(match.group(1))
+    listed = {(cat, sub, Path(f).name) for cat, subs in categories.items() for sub, files in subs.items() for f in files}
+    assert listed == {(cat, sub, name) for cat, sub, name, _, _ in REPORT_ENTRIES}
+    for _, _, name, label, caption in REPORT_ENTRIES:
+        assert f'"results/report/{name}": {{"name": "{name}"' in report  # its data and metadata
+        assert f'"labels": {{"result": "{label}"}}' in report and caption in report
+    assert "editforge run" in report and "Students: tiny-edit." in report  # report/workflow.rst, with the config
 
-        # A filter threshold reruns filtering and what follows, not synthesis.
-        config["filtering"]["max_hunks"] = 3
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    # Nothing changed: nothing to do.
+    assert "Nothing to be done" in run_snakemake(workdir, "--dry-run").stdout
+
+    # A filter threshold reruns filtering and what follows, not synthesis.
+    config["filtering"]["max_hunks"] = 3
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    planned = planned_rules(run_snakemake(workdir, "--dry-run"))
+    assert planned.get("filter_shard") == 2 and "dataset" in planned and "finetune" in planned
+    assert not {"seeds", "synthesize_round1", "synthesize_round2", "parse"} & set(planned)
+
+    # More evaluation samples rerun evaluation only.
+    config["filtering"]["max_hunks"] = 7
+    config["evaluation"]["samples"] = 3
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    planned = planned_rules(run_snakemake(workdir, "--dry-run"))
+    assert set(planned) == {"eval_generate", "eval_execute", "eval_score", "report_tables", "all"}
+    config["evaluation"]["samples"] = 2
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+    # A second synthesis model runs its own branch only.
+    config["models"]["fake2"] = dict(config["models"]["fake"], model="fake2")
+    config["synthesis"]["models"] = ["fake", "fake2"]
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    planned = planned_rules(run_snakemake(workdir, "--dry-run"))
+    assert planned["synthesize_round1"] == planned["synthesize_round2"] == planned["parse"] == 2
+    assert planned["filter_shard"] == 2 and "seeds" not in planned
+    config["synthesis"]["models"] = ["fake"]
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+
+    # An edited prompt template reruns synthesis.
+    template = REPO / "src/editforge/templates/round2_v1.txt"
+    original = template.read_bytes()
+    try:
+        template.write_bytes(original + b"\n")
         planned = planned_rules(run_snakemake(workdir, "--dry-run"))
-        assert planned.get("filter_shard") == 2 and "dataset" in planned and "finetune" in planned
-        assert not {"seeds", "synthesize_round1", "synthesize_round2", "parse"} & set(planned)
+    finally:
+        template.write_bytes(original)
+    assert planned["synthesize_round1"] == planned["synthesize_round2"] == 2 and "seeds" not in planned
+    assert "Nothing to be done" in run_snakemake(workdir, "--dry-run").stdout
 
-        # More evaluation samples rerun evaluation only.
-        config["filtering"]["max_hunks"] = 7
-        config["evaluation"]["samples"] = 3
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        planned = planned_rules(run_snakemake(workdir, "--dry-run"))
-        assert set(planned) == {"eval_generate", "eval_execute", "eval_score", "all"}
-        config["evaluation"]["samples"] = 2
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    # A deleted shard is rebuilt from the cache: no new calls to the server.
+    shard = results / "synthesis/fake/round1/000.jsonl"
+    before = shard.read_text()
+    shard.unlink()
+    rebuilt = run_snakemake(workdir, "results/synthesis/fake/round1/000.jsonl")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert shard.read_text() == before
+    assert sum(server.calls.values()) == calls_after_first_run
 
-        # A second synthesis model runs its own branch only.
-        config["models"]["fake2"] = dict(config["models"]["fake"], model="fake2")
-        config["synthesis"]["models"] = ["fake", "fake2"]
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        planned = planned_rules(run_snakemake(workdir, "--dry-run"))
-        assert planned["synthesize_round1"] == planned["synthesize_round2"] == planned["parse"] == 2
-        assert planned["filter_shard"] == 2 and "seeds" not in planned
-        config["synthesis"]["models"] = ["fake"]
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
-        # An edited prompt template reruns synthesis.
-        template = REPO / "src/editforge/templates/round2_v1.txt"
-        original = template.read_bytes()
-        try:
-            template.write_bytes(original + b"\n")
-            planned = planned_rules(run_snakemake(workdir, "--dry-run"))
-        finally:
-            template.write_bytes(original)
-        assert planned["synthesize_round1"] == planned["synthesize_round2"] == 2 and "seeds" not in planned
-        assert "Nothing to be done" in run_snakemake(workdir, "--dry-run").stdout
+# Clicks through the report as a reader would: each step is a menu link's text, or
+# ["view", label] for the view button of the result listed under that label.
+CLICKS_JS = """<script>
+const steps = STEPS;
+function target(step) {
+  if (typeof step === "string") return [...document.querySelectorAll("a")].find(a => a.textContent.trim() === step);
+  const row = [...document.querySelectorAll("tr")].find(r => r.cells[0] && r.cells[0].textContent.trim() === step[1]);
+  return row && row.querySelector("a");
+}
+function next() {
+  if (!steps.length) return;
+  const link = target(steps[0]);
+  if (link) { steps.shift(); link.click(); }
+  setTimeout(next, 50);
+}
+window.addEventListener("load", next);
+</script>"""
 
-        # A deleted shard is rebuilt from the cache: no new calls to the server.
-        shard = results / "synthesis/fake/round1/000.jsonl"
-        before = shard.read_text()
-        shard.unlink()
-        rebuilt = run_snakemake(workdir, "results/synthesis/fake/round1/000.jsonl")
-        assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-        assert shard.read_text() == before
-        assert sum(server.calls.values()) == calls_after_first_run
+
+def open_in_chromium(report: Path, clicks: list[Any], out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium, with a fresh profile, on a copy of ``report`` that follows ``clicks`` once loaded."""
+    run_dir = Path(tempfile.mkdtemp(dir=out))
+    page = run_dir / "report.html"
+    before, _, after = report.read_text().rpartition("</body>")
+    page.write_text(before + CLICKS_JS.replace("STEPS", json.dumps(clicks)) + "</body>" + after)
+    command = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={run_dir / 'profile'}", "--virtual-time-budget=15000", *args, page.as_uri(),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def rendered(dom: str) -> str:
+    """What the page's scripts drew: the DOM without its scripts (which carry the report's data) and styles."""
+    return re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.DOTALL)
+
+
+def test_report_renders_in_a_headless_browser(tiny_run: TinyRun, tmp_path: Path) -> None:
+    if shutil.which("chromium") is None:
+        message = "chromium is not installed (Debian: apt-get install chromium)"
+        if os.environ.get("EDITFORGE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"EDITFORGE_REQUIRE_BROWSER=1 but {message}")
+        pytest.skip(message)
+    assert tiny_run.report.returncode == 0, tiny_run.report.stderr[-3000:]
+    report = tiny_run.workdir / "report.html"
+
+    # Each subcategory lists its results by label; the workflow description is the first page.
+    show_table = ["Evaluation", ["view", "pass@1 table"]]  # a single subcategory opens with its category
+    views = ((show_table, "CanItEdit pass@1"), (["Data", "Funnel"], "Funnel"), (["Data", "Distributions"], "Distributions"))
+    for clicks, subcategory in views:
+        page = rendered(open_in_chromium(report, clicks, tmp_path, "--dump-dom").stdout)
+        labels = [label for _, sub, _, label, _ in REPORT_ENTRIES if sub == subcategory]
+        assert all(f">{label}<" in page for label in labels), (clicks, labels)
+        if clicks == show_table:  # shown inline, not offered as a download
+            shown = re.search(r'<iframe src="data:text/html;[^"]*base64,([^"]+)"', page)
+            assert shown and "<td>tiny-edit</td>" in base64.b64decode(shown.group(1)).decode()
+        else:
+            assert "editforge run" in page and "Students: tiny-edit." in page
+
+    screenshot = tmp_path / "report.png"
+    open_in_chromium(report, show_table, tmp_path, f"--screenshot={screenshot}", "--window-size=1400,1000")
+    pixels = matplotlib.image.imread(screenshot)[..., :3].mean(axis=2)
+    assert pixels.shape == (1000, 1400) and pixels.std() > 0.05  # not blank
+    assert (pixels[:, :300] < 0.5).mean() > 0.5  # the report's dark menu: its scripts ran
 
 
 COMMITS = [

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from editforge import embedded
 from editforge.cache import CompletionCache, cache_key
 from editforge.edit_format import render_plain
+from editforge.serving import ModelServer, ServeSettings
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,10 @@ class OpenAISettings:
     send_seed: bool = False
     prefill: Literal["none", "continue_final_message"] = "none"
     use_n: bool = True
+    serve: ServeSettings | None = None  # start the server in this job (editforge.serving)
 
     def __post_init__(self) -> None:
+        _require(self.serve is None or self.base_url is None, "base_url and serve exclude each other")
         _require(self.max_concurrency >= 1, "max_concurrency must be at least 1")
         _require(self.timeout_s > 0, "timeout_s must be positive")
         _require(self.max_retries >= 0, "max_retries must not be negative")
@@ -161,7 +164,11 @@ def open_backend(name: str, spec: Mapping[str, Any], cache_dir: str | Path | Non
     ``{enable_thinking: false}``); ``max_concurrency`` (64); ``timeout_s`` (600, per
     call); ``max_retries`` (6); ``retry_base_s`` (1) and ``retry_max_s`` (60) for the
     backoff; ``send_seed`` (false; true sends a seed derived from the cache key);
-    ``use_n`` (true: all samples of a request in one call); ``prefill``: how a
+    ``use_n`` (true: all samples of a request in one call); ``serve``: start the
+    server in this process's job, at the first call the cache cannot answer, and
+    stop it at ``close()`` (see ``editforge.serving``; ``model`` is then what the
+    server loads, a local folder keyed by its weights like a transformers model);
+    ``prefill``: how a
     ``Request.prefill`` is sent. It always goes as a final assistant message;
     "continue_final_message" also sends ``continue_final_message: true,
     add_generation_prompt: false`` (vLLM and SGLang then continue that message),
@@ -184,6 +191,8 @@ def open_backend(name: str, spec: Mapping[str, Any], cache_dir: str | Path | Non
     if kind not in _SETTINGS:
         raise ValueError(f"{where}.backend: expected 'openai' or 'transformers', got {kind!r}")
     values = {key: value for key, value in spec.items() if key not in _SHARED_KEYS}
+    if kind == "openai" and values.get("serve") is not None:
+        values["serve"] = _parse(ServeSettings, f"{where}.serve", values["serve"])
     settings = _parse(_SETTINGS[kind], where, values, also_allowed=_SHARED_KEYS)
     price = None if spec.get("price") is None else _parse(Price, f"{where}.price", spec["price"])
     cache = None if cache_dir is None else CompletionCache(cache_dir)
@@ -451,19 +460,37 @@ class OpenAIBackend(Backend):
     def __init__(
         self, name: str, settings: OpenAISettings, api_key: str, cache: CompletionCache | None, price: Price | None
     ) -> None:
-        super().__init__(name, settings.model, cache, price)
+        # A served local folder (a student) is keyed by its weights, as in-process models are.
+        super().__init__(name, model_identity(settings.model) if settings.serve else settings.model, cache, price)
         self.settings = settings
         self._api_key = api_key
+        self._server: ModelServer | None = None
 
     def generate(self, requests: Sequence[Request], *, desc: str = "generate") -> list[list[Completion]]:
         with _Run(self, requests, desc) as run:
             jobs = [(index, samples) for index in range(len(requests)) for samples in self._groups(run.missing(index))]
             if jobs:
-                asyncio.run(self._run_jobs(requests, run, jobs))
+                asyncio.run(self._run_jobs(requests, run, jobs, self._base_url()))
+                if self._server is not None:
+                    self._server.check_alive()
             return run.completions()
 
     def close(self) -> None:
-        """Nothing to release: each generate() call opens and closes its own client."""
+        """Stop the server this backend started, if any (each generate() call opens and
+        closes its own client)."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def _base_url(self) -> str | None:
+        """The configured server, or the one this backend starts on first need."""
+        if self.settings.serve is None:
+            return self.settings.base_url
+        if self._server is None:
+            server = ModelServer(self.name, self.settings.model, self.settings.serve)
+            server.start()
+            self._server = server
+        return self._server.base_url
 
     def _groups(self, missing: list[int]) -> list[list[int]]:
         """The calls for one request's missing samples: one with n, or one each."""
@@ -480,12 +507,14 @@ class OpenAIBackend(Backend):
     def _key_extras(self, request: Request) -> dict[str, Any]:
         return {"extra_body": self._extra_body(request)}
 
-    async def _run_jobs(self, requests: Sequence[Request], run: _Run, jobs: list[tuple[int, list[int]]]) -> None:
+    async def _run_jobs(
+        self, requests: Sequence[Request], run: _Run, jobs: list[tuple[int, list[int]]], base_url: str | None
+    ) -> None:
         limit = self.settings.max_concurrency
         # One client per event loop: its connection pool belongs to the loop.
         client = openai.AsyncOpenAI(
             api_key=self._api_key,
-            base_url=self.settings.base_url,
+            base_url=base_url,
             max_retries=0,  # retries are ours: we honour Retry-After and retry bad bodies too
             timeout=self.settings.timeout_s,
             http_client=_http_client(limit),
@@ -691,7 +720,9 @@ class TransformersBackend(Backend):
     Batches are cut from the full list of distinct (request, sample) items in input
     order, before looking at the cache, and each is seeded from its items' keys. A batch
     runs unless all its items are cached, and its new items are stored as soon as it
-    ends, so a run killed and started again yields what an uninterrupted run yields.
+    ends, so a run killed and started again yields what an uninterrupted run yields
+    (bit for bit on CPUs; on a GPU, batched bf16 kernels are not bit-exact from run to
+    run, so a regenerated batch may sample other texts, as bench/gpu.py shows).
     """
 
     kind = "transformers"

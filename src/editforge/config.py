@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from editforge.serving import ServeSettings
+
 BENCHMARK_ENV = "EDITFORGE_CANITEDIT"
 SYNTHESIS_SAMPLING = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 2048}
 EVALUATION_SAMPLING = {"temperature": 0.2, "top_p": 0.95, "max_tokens": 2048}
@@ -25,7 +27,7 @@ EVALUATION_SAMPLING = {"temperature": 0.2, "top_p": 0.95, "max_tokens": 2048}
 # stay out of rule params so that, e.g., raising concurrency reruns nothing.
 OPERATIONAL_KEYS = frozenset(
     {"base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "retry_base_s",
-     "retry_max_s", "num_threads", "device", "price", "use_n"}
+     "retry_max_s", "num_threads", "device", "price", "use_n", "serve"}
 )
 
 
@@ -105,7 +107,16 @@ def _check_references(cfg: dict[str, Any]) -> None:
     for name in cfg["evaluation"]["targets"]:
         if name not in models and name not in students:
             raise ConfigError(f"evaluation.targets: '{name}' is neither a models entry nor a training student")
+    for name, spec in models.items():
+        if "serve" in spec:
+            if spec["backend"] != "openai":
+                raise ConfigError(f"models.{name}.serve: only an 'openai' backend model is served")
+            if "base_url" in spec:
+                raise ConfigError(f"models.{name}.serve: leave base_url out; the started server's address is used")
+            _check_serve(f"models.{name}.serve", spec["serve"])
     for name, student in students.items():
+        if "serve" in student:
+            _check_serve(f"training.students.{name}.serve", student["serve"])
         base = student["base_model"]
         if base in models and models[base]["backend"] != "transformers":
             raise ConfigError(
@@ -128,6 +139,13 @@ def _check_references(cfg: dict[str, Any]) -> None:
     names = [s["name"] for s in seeds["sources"]]
     if len(set(names)) != len(names):
         raise ConfigError("seeds.sources: source names must be unique")
+
+
+def _check_serve(where: str, serve: dict[str, Any]) -> None:
+    try:
+        ServeSettings(**serve)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _check_files(cfg: dict[str, Any]) -> None:
@@ -199,6 +217,19 @@ def target_spec(cfg: dict[str, Any], target: str, model_dir: str | None = None) 
     """
     if target in cfg["models"]:
         return dict(cfg["models"][target])
+    model = model_dir or f"results/training/{target}/model"
+    serve = cfg["training"]["students"][target].get("serve")
+    if serve is not None:
+        return {"backend": "openai", "model": model, "serve": serve, "prompt_format": "editforge"}
     spec = student_base(cfg, target)
-    spec.update(model=model_dir or f"results/training/{target}/model", prompt_format="editforge")
+    spec.update(model=model, prompt_format="editforge")
     return spec
+
+
+def job_gpus(spec: dict[str, Any]) -> int:
+    """GPUs a job calling this model asks for: a served model's, one for an
+    in-process model (on a workstation, the local profile's gpu=1 lets one such job
+    run at a time), none for a remote server."""
+    if "serve" in spec:
+        return int(spec["serve"].get("gpus", 1))
+    return 1 if spec["backend"] == "transformers" else 0

@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every answer")
     parser.add_argument("--concurrency", type=int, default=None, help="requests served at once (no cap)")
+    parser.add_argument("--startup-delay-s", type=float, default=0.0, help="wait before listening, as a model loads")
     args = parser.parse_args(argv)
+    time.sleep(args.startup_delay_s)
     server = FakeServer(latency_s=args.latency_ms / 1000, concurrency=args.concurrency, port=args.port)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the way to stop it
         asyncio.run(_serve(server))
