@@ -249,6 +249,20 @@ def test_prompt_tokens_carry_no_loss(tokenizer: PreTrainedTokenizerBase, tiny_st
     assert float(loss) < float(per_token[answer | prompt].sum()) - 1.0
 
 
+def test_loss_is_the_same_where_transformers_cannot_mask_logits(
+    tokenizer: PreTrainedTokenizerBase, tiny_student_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Older transformers releases (5.17, say) take no mask as logits_to_keep: all logits, then the mask."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_student_dir)
+    examples = [tokenize_example(tokenizer, training_messages(PRE, "Reject negative sides.", POST), 512, True)] * 2
+    batch = collate(examples, tokenizer.pad_token_id)
+    with torch.no_grad():
+        masked = summed_loss(model, batch)
+        monkeypatch.setattr(trainer, "MASKED_LOGITS", False)
+        unmasked = summed_loss(model, batch)
+    assert trainer.MASKED_LOGITS is False and float(unmasked) == pytest.approx(float(masked), rel=1e-6)
+
+
 def test_pack_rows_is_first_fit_decreasing() -> None:
     assert pack_rows([5, 3, 4, 2], capacity=8) == [[0, 1], [2, 3]]
     assert pack_rows([8, 1], capacity=8) == [[0], [1]]

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType
+from transformers import modeling_utils
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -60,6 +61,10 @@ from editforge.training.settings import (
     optimizer_steps,
     resolve,
 )
+
+# Whether the installed transformers takes a boolean mask as ``logits_to_keep``
+# (recent 5.x releases); older ones index with it as positions and fail.
+MASKED_LOGITS = hasattr(modeling_utils, "slice_logits_to_keep")
 
 
 def run_finetune(
@@ -343,15 +348,16 @@ def _layout_batch(
 def summed_loss(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy summed over the labelled tokens (each position predicts the next token).
 
-    Only the positions whose next token carries loss are projected onto the
-    vocabulary (``logits_to_keep`` as a boolean mask): the prompt's logits, a
-    large share of the memory at a 150k vocabulary, are never computed.
+    Where transformers allows it, only the positions whose next token carries loss
+    are projected onto the vocabulary (``logits_to_keep`` as a boolean mask): the
+    prompt's logits, a large share of the memory at a 150k vocabulary, are never
+    computed. Otherwise all logits are computed and the mask applied after.
     """
     labels = batch["labels"]
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
     inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "position_ids") if key in batch}
-    logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
+    logits = model(**inputs, logits_to_keep=keep if MASKED_LOGITS else 0, use_cache=False).logits
     if logits.shape[:-1] == labels.shape:  # a model that ignores a mask in logits_to_keep
         logits = logits[keep]
     return F.cross_entropy(logits.float(), labels[:, 1:][keep[:, :-1]], reduction="sum")
