@@ -39,9 +39,9 @@ import ast
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .records import RecordError, Turn, drop, read_jsonl, status_counts, write_json, write_jsonl
 
@@ -446,30 +446,32 @@ def _round_truncated(turns: dict[str, Turn]) -> tuple[bool, bool]:
 
 def parse_round1_record(record: dict[str, Any]) -> Round1Parsed | ParseFailure:
     """Round 1 of a dialogue record, parsed: what synthesis checks before round 2."""
-    turns: dict[str, Turn] = record.get("round1") or {}
-    if record.get("reason") == ROUND1_ERROR or any(t.get("error") for t in turns.values()):
-        return ParseFailure("call_error")
-    answers = _answers(record)
-    if not turns or not answers:
-        return ParseFailure("missing_program_before")
-    truncated, incomplete = _round_truncated(turns)
-    if incomplete:
-        return ParseFailure("truncated")
-    return parse_round1(answers[0], truncated)
+    return _parse_first_round(record, "missing_program_before", parse_round1)
 
 
 def parse_commit_record(record: dict[str, Any]) -> Instructions | ParseFailure:
     """The answer of a commit dialogue record, parsed."""
+    return _parse_first_round(record, "missing_descriptive", parse_instructions)
+
+
+_Parsed = TypeVar("_Parsed")
+
+
+def _parse_first_round(
+    record: dict[str, Any], missing: str, parse: Callable[[str, bool], _Parsed | ParseFailure]
+) -> _Parsed | ParseFailure:
+    """The first round's answer through ``parse``, unless a call failed, nothing came
+    back (``missing``) or a section was cut before its end."""
     turns: dict[str, Turn] = record.get("round1") or {}
     if record.get("reason") == ROUND1_ERROR or any(t.get("error") for t in turns.values()):
         return ParseFailure("call_error")
     answers = _answers(record)
     if not turns or not answers:
-        return ParseFailure("missing_descriptive")
+        return ParseFailure(missing)
     truncated, incomplete = _round_truncated(turns)
     if incomplete:
         return ParseFailure("truncated")
-    return parse_instructions(answers[0], truncated)
+    return parse(answers[0], truncated)
 
 
 def _round2_outcome(record: dict[str, Any]) -> str | Unreasonable | ParseFailure:

@@ -186,6 +186,13 @@ class Tally:
     files_skipped: Counter[str] = field(default_factory=Counter)
     snippets_skipped: Counter[str] = field(default_factory=Counter)
 
+    def add(self, other: Tally) -> None:
+        self.files_seen += other.files_seen
+        self.files_used += other.files_used
+        self.snippets_found += other.snippets_found
+        self.files_skipped.update(other.files_skipped)
+        self.snippets_skipped.update(other.snippets_skipped)
+
 
 @dataclass(frozen=True)
 class _Document:
@@ -844,6 +851,16 @@ def _normalised(text: str) -> str:
     return " ".join(_WORD_OR_SYMBOL.findall(blanked))
 
 
+def _checked(sources: list[dict[str, Any]], settings: dict[str, Any] | SeedSettings) -> SeedSettings:
+    """The settings, once every source has a name and a known type."""
+    if not sources:
+        raise SeedError("seeds.sources: at least one source is needed")
+    for source in sources:
+        if not source.get("name") or source.get("type") not in SOURCE_TYPES:
+            raise SeedError(f"seeds.sources: each source needs a 'name' and a 'type' in {SOURCE_TYPES}: {source!r}")
+    return settings if isinstance(settings, SeedSettings) else SeedSettings.from_dict(settings)
+
+
 def collect_snippets(
     sources: list[dict[str, Any]], settings: dict[str, Any] | SeedSettings, seed: int
 ) -> tuple[list[Snippet], dict[str, Any]]:
@@ -852,18 +869,14 @@ def collect_snippets(
     Raises SeedError for a source that is misconfigured, unreadable or yields
     no usable snippet.
     """
-    config = settings if isinstance(settings, SeedSettings) else SeedSettings.from_dict(settings)
-    if not sources:
-        raise SeedError("seeds.sources: at least one source is needed")
+    config = _checked(sources, settings)
     total = Tally()
     per_source: dict[str, dict[str, Any]] = {}
     snippets: list[Snippet] = []
     seen: set[bytes] = set()
     duplicates = 0
     for source in sources:
-        name, kind = source.get("name"), source.get("type")
-        if not name or kind not in SOURCE_TYPES:
-            raise SeedError(f"seeds.sources: each source needs a 'name' and a 'type' in {SOURCE_TYPES}: {source!r}")
+        name, kind = source["name"], source["type"]
         tally = Tally()
         found = 0
         for doc in _documents(source, config, seed, tally):
@@ -898,11 +911,7 @@ def collect_snippets(
             "files_used": tally.files_used,
             "snippets": found,
         }
-        total.files_seen += tally.files_seen
-        total.files_used += tally.files_used
-        total.snippets_found += tally.snippets_found
-        total.files_skipped.update(tally.files_skipped)
-        total.snippets_skipped.update(tally.snippets_skipped)
+        total.add(tally)
     stats = {
         "seed": seed,
         "snippet_mode": config.snippet_mode,
@@ -1065,18 +1074,14 @@ def collect_commits(
     that is not a table, is unreadable, lacks a commit column, or yields no
     usable commit.
     """
-    config = settings if isinstance(settings, SeedSettings) else SeedSettings.from_dict(settings)
-    if not sources:
-        raise SeedError("seeds.sources: at least one source is needed")
+    config = _checked(sources, settings)
     total = Tally()
     per_source: dict[str, dict[str, Any]] = {}
     commits: list[CommitSeed] = []
     seen: set[bytes] = set()
     duplicates = 0
     for source in sources:
-        name, kind = source.get("name"), source.get("type")
-        if not name or kind not in SOURCE_TYPES:
-            raise SeedError(f"seeds.sources: each source needs a 'name' and a 'type' in {SOURCE_TYPES}: {source!r}")
+        name, kind = source["name"], source["type"]
         if kind not in TABLE_SOURCE_TYPES:
             raise SeedError(
                 f"source {name!r}: seeds.kind 'commits' reads tables of commits, "
@@ -1111,9 +1116,7 @@ def collect_commits(
             "rows_used": tally.files_used,
             "commits": found,
         }
-        total.files_seen += tally.files_seen
-        total.files_used += tally.files_used
-        total.files_skipped.update(tally.files_skipped)
+        total.add(tally)
     stats = {
         "seed": seed,
         "kind": "commits",
