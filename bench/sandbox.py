@@ -8,18 +8,25 @@ of them alike) and the median is reported.
 
 Targets: speed-up with 2 workers >= 1.8x; sandbox time per program <= 1.25x of
 bare python3 (the ratio of the summed per-program medians; the median of the
-per-program ratios and the fixed cost of an empty program are printed too: the
-sandbox starts one more interpreter, for its bootstrap, than bare python3).
+per-program ratios and the fixed cost of an empty program are printed too).
 Timings on a shared machine vary; the load average is printed.
 
-    python bench/sandbox.py [--repeats 3] [--benchmark path/to/canitedit.jsonl]
+Run as root, it measures again as uid 65534 in the same run (``--nobody-python``:
+an interpreter with the evaluation packages that this uid can run, e.g.
+``/usr/bin/python3 -m venv /tmp/nobody-venv && /tmp/nobody-venv/bin/pip install
+torch==2.13.0 tqdm -r requirements-eval.txt``); the benchmark file and the
+package are copied where that uid can read them.
+
+    python bench/sandbox.py [--repeats 3] [--benchmark path/to/canitedit.jsonl] [--nobody-python PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,10 +37,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from editforge.evaluation import BENCHMARK_ENV, load_benchmark
-from editforge.sandbox import isolation, run_program
+from editforge.sandbox import Limits, run_program, select_isolation
 
 TIMEOUT_S = 15
+BENCHMARK_ENV = "EDITFORGE_CANITEDIT"
+NOBODY = "65534"
 DEFAULT_BENCHMARK = Path(__file__).resolve().parents[2] / "shared/canitedit/canitedit.jsonl"
 
 Runner = Callable[[int], tuple[str, float]]
@@ -62,7 +70,7 @@ def bare_runner(files: list[Path]) -> Runner:
 def sandbox_runner(sources: list[str]) -> Runner:
     def run(index: int) -> tuple[str, float]:
         start = time.monotonic()
-        outcome = run_program(sources[index], timeout_s=TIMEOUT_S).outcome
+        outcome = run_program(sources[index], limits=Limits(timeout_s=TIMEOUT_S)).outcome
         return outcome, time.monotonic() - start
 
     return run
@@ -101,14 +109,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--benchmark", default=os.environ.get(BENCHMARK_ENV) or str(DEFAULT_BENCHMARK))
+    parser.add_argument("--nobody-python", help="as root: measure again as uid 65534 with this interpreter")
     args = parser.parse_args()
 
-    problems = load_benchmark(args.benchmark)
+    # Read as plain JSON Lines, so that the unprivileged run needs nothing but the sandbox module.
+    with open(args.benchmark, encoding="utf-8") as handle:
+        problems = [json.loads(line) for line in handle if line.strip()]
     sources = [p["after"] + "\n" + p["tests"] for p in problems]
-    iso = isolation()
+    iso = select_isolation()
     print(
-        f"{len(sources)} reference programs; {os.cpu_count()} cores; isolation: network={iso.network}, "
-        f"own uid={iso.drop_privileges}; load average at start {os.getloadavg()[0]:.2f}"
+        f"{len(sources)} reference programs; {os.cpu_count()} cores; uid {os.geteuid()}; {sys.executable}; "
+        f"isolation: {iso.describe(Limits(timeout_s=TIMEOUT_S))}; load average at start {os.getloadavg()[0]:.2f}"
     )
 
     with tempfile.TemporaryDirectory(prefix="editforge-bench-") as root:
@@ -172,6 +183,28 @@ def main() -> None:
     extra = sandbox_ms - bare_ms
     print(f"  fixed cost, empty program: sandbox {sandbox_ms:.1f} ms, bare {bare_ms:.1f} ms (+{extra:.1f} ms)")
     print(f"load average at end {os.getloadavg()[0]:.2f}")
+    if args.nobody_python and os.geteuid() == 0:
+        as_nobody(args)
+
+
+def as_nobody(args: argparse.Namespace) -> None:
+    """The same measurement as uid 65534, from copies it can read."""
+    import tqdm
+
+    import editforge
+
+    print("\n---------------- as uid 65534 ----------------", flush=True)
+    with tempfile.TemporaryDirectory(prefix="editforge-bench-nobody-") as copy:
+        shutil.copytree(Path(editforge.__file__).parent, Path(copy, "editforge"))
+        shutil.copytree(Path(tqdm.__file__).parent, Path(copy, "tqdm"))
+        shutil.copy(__file__, copy)
+        shutil.copy(args.benchmark, Path(copy, "canitedit.jsonl"))
+        subprocess.run(["chmod", "-R", "a+rX", copy], check=True)
+        command = ["setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", args.nobody_python]
+        command += [str(Path(copy, Path(__file__).name)), "--repeats", str(args.repeats)]
+        command += ["--benchmark", str(Path(copy, "canitedit.jsonl"))]
+        env = {"PATH": os.defpath, "PYTHONPATH": copy, "HOME": copy, "LANG": "C.UTF-8"}
+        subprocess.run(command, env=env, cwd=copy, check=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ def tests_model_params(wildcards):
     return config["filtering"]["generated_tests_model"] or wildcards.model
 
 
+def sandbox_params_for_filtering():
+    """The sandbox setting where filtering runs generated code (None: it runs none, so it cannot rerun it)."""
+    filtering = config["filtering"]
+    return config["sandbox"] if filtering["execution_check"] or filtering["generated_tests"] else None
+
+
 def synthesis_settings():
     """Synthesis settings minus the model list: adding a model runs its branch only."""
     return {k: v for k, v in config["synthesis"].items() if k != "models"}

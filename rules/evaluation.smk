@@ -2,9 +2,33 @@
 # the sandbox, score pass@k per problem and instruction kind.
 
 
+rule eval_preflight:
+    input:
+        benchmark="results/benchmark/canitedit.jsonl",
+    output:
+        report="results/evaluation/preflight.json",
+        # Only the excluded problems: generation reads this, so a changed limit reruns no generation.
+        excluded="results/evaluation/excluded.json",
+    params:
+        problems=config["evaluation"]["problems"],
+        timeout_s=config["evaluation"]["timeout_s"],
+        memory_mb=config["evaluation"]["memory_mb"],
+        sandbox=config["sandbox"],
+        python=config["evaluation"]["python"],
+        reference_failures=config["evaluation"]["reference_failures"],
+    threads: config["evaluation"]["workers"]
+    log:
+        "logs/evaluation/preflight.log",
+    conda:
+        "../envs/evaluation.yaml"
+    script:
+        "../scripts/eval_preflight.py"
+
+
 rule eval_generate:
     input:
         benchmark="results/benchmark/canitedit.jsonl",
+        excluded="results/evaluation/excluded.json",
         model=student_model_input,
     output:
         "results/evaluation/{target}/completions.jsonl",
@@ -34,6 +58,8 @@ rule eval_execute:
     params:
         timeout_s=config["evaluation"]["timeout_s"],
         memory_mb=config["evaluation"]["memory_mb"],
+        sandbox=config["sandbox"],
+        python=config["evaluation"]["python"],
     threads: config["evaluation"]["workers"]
     log:
         "logs/evaluation/{target}/execute.log",
@@ -45,7 +71,9 @@ rule eval_execute:
 
 rule eval_score:
     input:
-        expand("results/evaluation/{target}/executions.jsonl", target=TARGETS),
+        executions=expand("results/evaluation/{target}/executions.jsonl", target=TARGETS),
+        benchmark="results/benchmark/canitedit.jsonl",
+        preflight="results/evaluation/preflight.json",
     output:
         summary="results/report/summary.md",
         csv=report(
@@ -56,6 +84,7 @@ rule eval_score:
             labels={"result": "all splits (CSV download)"},
         ),
         per_problem="results/report/per_problem.csv",
+        harness="results/report/harness_pass_k.csv",
         chart=report(
             "results/report/pass_at_1.png",
             caption="../report/pass_at_1.rst",

@@ -23,6 +23,7 @@ rule filter_shard:
     params:
         settings=config["filtering"],
         tests_model=tests_model_params,
+        sandbox=sandbox_params_for_filtering(),
     resources:
         gpu=tests_model_gpus,
     log:

@@ -13,5 +13,11 @@ with logged(snakemake.log[0]):
         snakemake.input.completions,
         list(read_jsonl(snakemake.input.benchmark)),
         snakemake.output[0],
-        {"timeout_s": snakemake.params.timeout_s, "memory_mb": snakemake.params.memory_mb, "workers": snakemake.threads},
+        {
+            "timeout_s": snakemake.params.timeout_s,
+            "memory_mb": snakemake.params.memory_mb,
+            "workers": snakemake.threads,
+            "sandbox": snakemake.params.sandbox,
+            "python": snakemake.params.python,
+        },
     )

@@ -15,4 +15,5 @@ with logged(snakemake.log[0]):
         snakemake.params.settings,
         tests_model=(tests_model, snakemake.config["models"][tests_model]) if tests_model else None,
         cache_dir=snakemake.config["cache_dir"],
+        sandbox=snakemake.params.sandbox or "auto",
     )

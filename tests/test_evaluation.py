@@ -1,4 +1,4 @@
-"""Evaluation: benchmark loading and checks, prompts, post-processing, the stages and scoring."""
+"""Evaluation: benchmark loading and checks, prompts, post-processing and the stages (scoring: test_scoring.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
@@ -23,17 +22,15 @@ from editforge.evaluation import (
     Problem,
     build_request,
     load_benchmark,
-    pass_at_k,
     postprocess,
     required_modules,
     run_execute,
     run_generate,
-    run_score,
     score,
     select_problems,
 )
-from editforge.evaluation.prompts import CHAT_SYSTEM_PROMPT, DIRECT_STOPS
 from editforge.records import read_jsonl, write_jsonl
+from editforge.sandbox import run_program
 
 BENCHMARK = Path(
     os.environ.get(BENCHMARK_ENV) or Path(__file__).resolve().parents[2] / "shared/canitedit/canitedit.jsonl"
@@ -192,27 +189,6 @@ def test_editforge_format_is_the_shared_training_prompt(problems: list[Problem])
     assert (request.prompt, request.n, request.sampling) == (None, 3, SAMPLING)
 
 
-def test_direct_format_prompt_and_stops(problems: list[Problem]) -> None:
-    problem = problems[0]
-    request = build_request(problem, "descriptive", "canitedit-direct", SAMPLING, 1)
-    assert request.prompt == (
-        f"## Code Before:\n{problem['before']}\n## Instruction:\n{problem['instruction_descriptive']}\n## Code After:\n"
-    )
-    assert request.messages == []
-    assert request.sampling == replace(SAMPLING, stop=DIRECT_STOPS)
-
-
-def test_chat_format_has_a_one_shot_example(problems: list[Problem]) -> None:
-    problem = problems[0]
-    messages = build_request(problem, "lazy", "canitedit-chat", SAMPLING, 1).messages
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    assert messages[0]["content"] == CHAT_SYSTEM_PROMPT
-    assert "def sub(x, y):" in messages[2]["content"] and messages[2]["content"].startswith("## Code After\n```py\n")
-    assert messages[3]["content"] == (
-        f"## Code Before\n```py\n{problem['before']}\n```\n\n## Instruction\n{problem['instruction_lazy']}"
-    )
-
-
 def test_bad_format_kind_or_n_is_refused(problems: list[Problem]) -> None:
     with pytest.raises(ValueError, match="unknown prompt_format 'alpaca'"):
         build_request(problems[0], "lazy", "alpaca", SAMPLING, 1)
@@ -225,43 +201,32 @@ def test_bad_format_kind_or_n_is_refused(problems: list[Problem]) -> None:
 CODE = "import math\n\ndef area(r):\n    return math.pi * r * r"
 
 
+# The CanItEdit formats follow the harness: see test_prompts.py.
 @pytest.mark.parametrize(
-    ("fmt", "answer", "program"),
+    ("answer", "program"),
     [
-        # chat formats: the first fenced block anywhere
-        ("editforge", f"Here it is:\n```python\n{CODE}\n```\nDone.", CODE),
-        ("canitedit-chat", f"## Code After\n```py\n{CODE}\n```", CODE),
-        ("editforge", f"```Python3\n{CODE}\n```", CODE),
-        # an untagged fence keeps its first code line (the harness drops it)
-        ("editforge", f"```\n{CODE}\n```", CODE),
+        # the first fenced block anywhere
+        (f"Here it is:\n```python\n{CODE}\n```\nDone.", CODE),
+        (f"```Python3\n{CODE}\n```", CODE),
+        # an untagged fence keeps its first code line
+        (f"```\n{CODE}\n```", CODE),
         # text after the backticks that is not a Python tag is code
-        ("editforge", "```x = 1\ny = 2\n```", "x = 1\ny = 2"),
+        ("```x = 1\ny = 2\n```", "x = 1\ny = 2"),
         # cut off before the closing fence: the rest of the answer
-        ("editforge", f"```python\n{CODE}", CODE),
+        (f"```python\n{CODE}", CODE),
         # an indented fence (inside a list item) gives top-level code
-        ("editforge", "1. Edited:\n   ```python\n   def f():\n       return 1\n   ```", "def f():\n    return 1"),
-        ("editforge", "```python\nfirst = 1\n```\nor\n```python\nsecond = 2\n```", "first = 1"),
+        ("1. Edited:\n   ```python\n   def f():\n       return 1\n   ```", "def f():\n    return 1"),
+        ("```python\nfirst = 1\n```\nor\n```python\nsecond = 2\n```", "first = 1"),
         # no fence: bare code is kept, prose becomes an empty (failing) program
-        ("canitedit-chat", CODE, CODE),
-        ("editforge", "I would change the function so that it works.", ""),
-        ("editforge", "", ""),
-        # a trailing example-usage section is kept, as the paper's harness ran it
-        (
-            "editforge",
-            f"```python\n{CODE}\n\n# Example usage:\nprint(area(2))\n```",
-            f"{CODE}\n\n# Example usage:\nprint(area(2))",
-        ),
-        # direct: raw text up to the first stop string
-        ("canitedit-direct", f"{CODE}\n## Instruction:\nmore", f"{CODE}\n"),
-        ("canitedit-direct", f"{CODE}\n## Explanation:\nI used math.pi", f"{CODE}\n"),
-        # direct: an answer that opens with a fence gives the block ...
-        ("canitedit-direct", f"\n```python\n{CODE}\n```\n## Code Before:\n", CODE),
-        # ... but a fence later in the code (here in a string) is left alone
-        ("canitedit-direct", 'FENCE = """\n```\n"""\nx = 1', 'FENCE = """\n```\n"""\nx = 1'),
+        (CODE, CODE),
+        ("I would change the function so that it works.", ""),
+        ("", ""),
+        # a trailing example-usage section is kept
+        (f"```python\n{CODE}\n\n# Example usage:\nprint(area(2))\n```", f"{CODE}\n\n# Example usage:\nprint(area(2))"),
     ],
 )
-def test_postprocess(fmt: str, answer: str, program: str) -> None:
-    assert postprocess(answer, fmt) == program
+def test_editforge_postprocess(answer: str, program: str) -> None:
+    assert postprocess(answer, "editforge") == program
 
 
 # ---------------------------------------------------------------- generation with a fake model
@@ -381,32 +346,40 @@ def _completions(problems: Sequence[Problem], field: Literal["before", "after"],
     ]
 
 
-def _env_error_ids(problems: Sequence[Problem]) -> set[int]:
+def _unrunnable_ids(problems: Sequence[Problem]) -> set[int]:
     """Problems whose reference needs a package that this environment lacks."""
     missing = {name for name in required_modules(problems) if find_spec(name) is None}
     return {p["id"] for p in problems if required_modules([p]) & missing}
 
 
 def test_reference_programs_pass(problems: list[Problem], tmp_path: Path) -> None:
-    expected_env = _env_error_ids(problems)
+    unrunnable = _unrunnable_ids(problems)
     # Only vllm (problem 78) may be absent; the others belong to the evaluation setup.
-    assert expected_env <= {78}, f"install the evaluation packages; problems {sorted(expected_env)} cannot run"
+    assert unrunnable <= {78}, f"install the evaluation packages; problems {sorted(unrunnable)} cannot run"
     write_jsonl(tmp_path / "after.jsonl", _completions(problems, "after", "reference-after"))
     counts = run_execute(
         tmp_path / "after.jsonl", problems, tmp_path / "after.exec.jsonl", {"timeout_s": 15, "workers": 2}
     )
     executions = list(read_jsonl(tmp_path / "after.exec.jsonl"))
-    env_ids = {e["problem_id"] for e in executions if e["outcome"] == "env_error"}
-    print(f"reference after programs: {counts} (env errors: problems {sorted(env_ids)})")
-    assert env_ids == expected_env
-    assert counts == {
-        "pass": 2 * (105 - len(expected_env)),
-        **({"env_error": 2 * len(expected_env)} if expected_env else {}),
-    }
-    summary = score(executions).summary
+    failed = {e["problem_id"] for e in executions if e["outcome"] != "pass"}
+    print(f"reference after programs: {counts} (not passing: problems {sorted(failed)})")
+    # A missing package is a failure like any other; the preflight keeps such problems out of a run.
+    assert unrunnable <= failed
+    # Two tests compare timings (47_merge_sort, 60_unique_number): on a busy machine they can lose, so
+    # a reference that failed once must pass one of three more runs.
+    by_id = {p["id"]: p for p in problems}
+    for problem_id in failed - unrunnable:
+        program = by_id[problem_id]["after"] + "\n" + by_id[problem_id]["tests"]
+        outcomes = [run_program(program).outcome for _ in range(3)]
+        assert "pass" in outcomes, (by_id[problem_id]["full_name"], outcomes)
+    assert all(e["isolation"].startswith(("userns(", "bwrap(")) for e in executions)
+    runnable = [e for e in executions if e["problem_id"] not in failed]
+    summary = score(runnable, problems).summary
     overall = summary.filter(pl.col("split") == "overall").row(0, named=True)
-    assert overall["pass@1"] == 100.0
-    assert (overall["excluded"], overall["env_error_problems"]) == (2 * len(expected_env), len(expected_env))
+    assert overall["pass@1"] == overall["strict_pass@1"] == 100.0
+    # Measured as the harness does (its .coveragerc drops @abstractmethod bodies), every reference is fully covered.
+    assert overall["covered_problems"] == overall["problems"] == 2 * (105 - len(failed))
+    assert overall["excess_code"] == overall["mean_median_coverage"] == 0.0
 
 
 def test_before_programs_fail(problems: list[Problem], tmp_path: Path) -> None:
@@ -421,7 +394,8 @@ def test_before_programs_fail(problems: list[Problem], tmp_path: Path) -> None:
     # 60_unique_number's test is a flaky timing comparison that the old code can win.
     assert passed <= {"60_unique_number"}
     timeouts = {e["full_name"] for e in executions if e["outcome"] == "timeout"}
-    assert timeouts == {"21_dijkstra_bellman", "53_minimax_to_alphabeta", "95_dbscan"}
+    # 60_unique_number's timing test takes about 4 s, so on a busy machine it can reach the 5 s too.
+    assert timeouts - {"60_unique_number"} == {"21_dijkstra_bellman", "53_minimax_to_alphabeta", "95_dbscan"}
 
 
 def test_run_execute_skips_failed_generations_and_checks_records(problems: list[Problem], tmp_path: Path) -> None:
@@ -436,86 +410,3 @@ def test_run_execute_skips_failed_generations_and_checks_records(problems: list[
     assert {k: executions[0][k] for k in records[0]} == records[0]  # completion fields carried over
     with pytest.raises(ValueError, match=r"c.jsonl: record 1 is for problem \d+, which is not selected"):
         run_execute(tmp_path / "c.jsonl", problems[1:2], tmp_path / "e.jsonl", {"timeout_s": 15, "workers": 1})
-
-
-# ---------------------------------------------------------------- scoring
-
-
-def test_pass_at_k_by_hand() -> None:
-    assert pass_at_k(20, 5, 1) == pytest.approx(0.25)
-    # 1 - C(15, 5) / C(20, 5) = 1 - 3003 / 15504
-    assert pass_at_k(20, 5, 5) == pytest.approx(1 - 3003 / 15504)
-    assert pass_at_k(20, 0, 1) == 0.0
-    assert pass_at_k(20, 18, 5) == 1.0  # n - c < k: every draw of 5 holds a pass
-    with pytest.raises(ValueError, match="1 <= k <= n"):
-        pass_at_k(3, 1, 5)
-    with pytest.raises(ValueError, match="0 <= c <= n"):
-        pass_at_k(3, 4, 1)
-
-
-def _execution(problem_id: int, kind: str, change_kind: str, outcome: str, target: str = "m") -> dict[str, Any]:
-    return {
-        "target": target,
-        "problem_id": problem_id,
-        "full_name": f"{problem_id}_p",
-        "kind": kind,
-        "change_kind": change_kind,
-        "outcome": outcome,
-    }
-
-
-HAND = [
-    *[_execution(1, "lazy", "adaptive", o) for o in ("pass", "pass", "fail", "timeout")],  # 2/4
-    *[_execution(1, "descriptive", "adaptive", o) for o in ("fail", "error", "fail", "fail")],  # 0/4
-    *[_execution(2, "lazy", "corrective", o) for o in ("env_error", "fail", "fail", "fail")],  # 0/3
-    *[_execution(2, "descriptive", "corrective", "env_error") for _ in range(4)],  # n = 0: excluded
-]
-
-
-def test_score_by_hand() -> None:
-    scores = score(HAND, ks=[1, 2])
-    per = scores.per_problem
-    assert per.select("problem_id", "kind", "n", "c", "env_errors").rows() == [
-        (1, "lazy", 4, 2, 0),
-        (1, "descriptive", 4, 0, 0),
-        (2, "lazy", 3, 0, 1),
-        (2, "descriptive", 0, 0, 4),
-    ]
-    assert per["pass@1"].to_list() == [50.0, 0.0, 0.0, None]
-    assert per["pass@2"][0] == pytest.approx(100 * (1 - 1 / 6))  # 1 - C(2,2)/C(4,2)
-    summary = {row["split"]: row for row in scores.summary.iter_rows(named=True)}
-    assert summary["lazy"]["pass@1"] == 25.0
-    assert summary["descriptive"]["pass@1"] == 0.0  # problem 2 descriptive is excluded
-    assert summary["overall"]["pass@1"] == pytest.approx(50 / 3)
-    assert summary["adaptive"]["pass@1"] == 25.0 and summary["corrective"]["pass@1"] == 0.0
-    assert "perfective" not in summary  # no problem of that kind
-    assert (
-        summary["overall"]["env_error_samples"],
-        summary["overall"]["env_error_problems"],
-        summary["overall"]["excluded"],
-    ) == (5, 1, 1)
-    assert summary["overall"]["problems"] == 3
-
-
-def test_score_names_a_bad_record(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="execution record 2 has outcome 'crashed'"):
-        score([_execution(1, "lazy", "adaptive", "pass"), _execution(1, "lazy", "adaptive", "crashed")])
-    write_jsonl(tmp_path / "e.jsonl", [_execution(1, "lazy", "adaptive", "pass"), {"target": "m"}])
-    with pytest.raises(ValueError, match="e.jsonl: record 2 lacks problem_id, full_name, kind, change_kind, outcome"):
-        run_score([tmp_path / "e.jsonl"], tmp_path / "out", [1])
-
-
-def test_run_score_writes_tables_markdown_and_chart(tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "m.jsonl", HAND)
-    write_jsonl(tmp_path / "other.jsonl", [{**e, "target": "other", "outcome": "pass"} for e in HAND])
-    run_score([tmp_path / "m.jsonl", tmp_path / "other.jsonl"], tmp_path / "scores", [1])
-    out = tmp_path / "scores"
-    per = pl.read_csv(out / "per_problem.csv")
-    assert per.height == 8 and {"target", "problem_id", "kind", "change_kind", "n", "c", "pass@1"} <= set(per.columns)
-    summary = pl.read_csv(out / "summary.csv")
-    assert summary.filter((pl.col("target") == "other") & (pl.col("split") == "overall"))["pass@1"].item() == 100.0
-    markdown = (out / "summary.md").read_text()
-    assert "| m | 25.00 | 0.00 | 16.67 | measured |" in markdown
-    assert "| GPT-4 | 51.95 | 63.33 | 57.64 | quoted from the paper, not measured |" in markdown
-    assert "| SelfCodeAlign-CQ-7B | – | – | 39.00 | quoted from the paper, not measured |" in markdown
-    assert (out / "pass_at_1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
 import re
-import sys
 import types
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from editforge import filtering
 from editforge.backend import Backend, Completion, Request
 from editforge.filtering import (
     LSH_RECALL_AT_THRESHOLD,
@@ -37,6 +36,7 @@ from editforge.filtering import (
     run_filter_shard,
 )
 from editforge.records import RecordError, read_jsonl, write_jsonl
+from editforge.sandbox import Limits, SandboxError
 
 SETTINGS: dict[str, Any] = {
     "min_changed_lines": 1,
@@ -249,11 +249,13 @@ def test_run_filter_shard_rejects_malformed_records(tmp_path: Path, record: dict
 def test_execution_check_drops_programs_that_do_not_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs: list[tuple[str, float]] = []
 
-    def run_many(programs: list[str], workers: int, *, timeout_s: float) -> list[types.SimpleNamespace]:
-        runs.extend((program, timeout_s) for program in programs)
+    def run_many(programs: list[str], workers: int, *, limits: Limits, isolation: Any) -> list[types.SimpleNamespace]:
+        assert isolation == "the isolation checked at start"
+        runs.extend((program, limits.timeout_s) for program in programs)
         return [types.SimpleNamespace(outcome="error" if "1 / 0" in p else "pass") for p in programs]
 
-    monkeypatch.setitem(sys.modules, "editforge.sandbox", types.SimpleNamespace(run_many=run_many))
+    monkeypatch.setattr(filtering, "run_many", run_many)
+    monkeypatch.setattr(filtering, "select_isolation", lambda setting: "the isolation checked at start")
     crashing = INVENTORY_AFTER + "\nprint(1 / 0)\n"
     records = [triplet("runs"), triplet("crashes", post_code=crashing), triplet("bad", pre_code="(")]
     write_jsonl(tmp_path / "in.jsonl", records)
@@ -264,13 +266,25 @@ def test_execution_check_drops_programs_that_do_not_pass(tmp_path: Path, monkeyp
     assert runs == [(INVENTORY_AFTER, 3), (crashing, 3)]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("editforge.sandbox") is None, reason="no sandbox module")
 def test_execution_check_with_the_real_sandbox(tmp_path: Path) -> None:
     crashing = INVENTORY_AFTER + "\nInventory().remove('apples', 1)\n"
     write_jsonl(tmp_path / "in.jsonl", [triplet("runs"), triplet("crashes", post_code=crashing)])
     settings = SETTINGS | {"execution_check": True, "execution_timeout_s": 10}
     counts = run_filter_shard(tmp_path / "in.jsonl", tmp_path / "out.jsonl", settings)
     assert counts == {"ok": 1, "post_code_fails_to_run": 1}
+
+
+def test_execution_check_refuses_before_reading_when_isolation_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(setting: str) -> None:
+        raise SandboxError(f"cannot isolate untrusted programs here ({setting})")
+
+    monkeypatch.setattr(filtering, "select_isolation", unavailable)
+    settings = SETTINGS | {"execution_check": True}
+    with pytest.raises(SandboxError, match=r"cannot isolate untrusted programs here \(bwrap\)"):
+        run_filter_shard(tmp_path / "absent.jsonl", tmp_path / "out.jsonl", settings, sandbox="bwrap")
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 # ---------------------------------------------------------------- run_dedup

@@ -134,16 +134,27 @@ SUMMARY = pl.DataFrame({
     "split": ["lazy", "descriptive", "overall", "bugfix", "lazy", "overall"],
     "problems": [2, 2, 4, 1, 2, 2],
     "pass@1": [10.0, 30.0, 20.0, 0.0, 50.0, 50.0],
+    "strict_pass@1": [10.0, 20.0, 15.0, 0.0, 50.0, 50.0],
+    "early_exits": [0, 2, 2, 0, 0, 0],
+    "excess_code": [1.5, None, 1.5, None, None, None],
+    "excess_code_se": [0.5, None, 0.5, None, None, None],
+    "excluded": ["78_x", "78_x", "78_x", None, "78_x", "78_x"],
+    "isolation": ["userns(user,mount,pid,net,ipc,uts) memory=4096MB"] * 4 + ["none (NOT isolated) memory=4096MB"] * 2,
 })
 
 
 def test_pass_at_1_table_puts_measured_rows_before_the_papers() -> None:
     table = pass_at_1_table(SUMMARY)
-    assert table.columns == ["model", "lazy", "descriptive", "overall", "source"]
+    assert table.columns == [
+        "model", "lazy", "descriptive", "overall", "lazy (strict)", "descriptive (strict)", "overall (strict)",
+        "ExcessCode", "ExcessCode SE", "source", "check",
+    ]
     assert table.height == 2 + len(PAPER_ROWS)
-    assert table.row(0) == ("base", 10.0, 30.0, 20.0, "measured")
-    assert table.row(1) == ("tuned", 50.0, None, 50.0, "measured")  # the split it lacks stays empty
-    assert table.row(2) == (*PAPER_ROWS[0], QUOTED)
+    flag = "flagged: 2 samples pass officially but not strictly"
+    assert table.row(0) == ("base", 10.0, 30.0, 20.0, 10.0, 20.0, 15.0, 1.5, 0.5, "measured", flag)
+    # The split it lacks stays empty; no early exit, no flag.
+    assert table.row(1) == ("tuned", 50.0, None, 50.0, 50.0, None, 50.0, None, None, "measured", None)
+    assert table.row(2) == (*PAPER_ROWS[0], None, None, None, None, None, QUOTED, None)
 
 
 def test_stage_frame_has_a_column_per_model_and_the_drops_by_reason() -> None:
@@ -174,5 +185,11 @@ def test_write_tables_reads_summary_csv_and_funnel_json(tmp_path: Path) -> None:
     write_tables(tmp_path / "summary.csv", tmp_path / "funnel.json", tmp_path / "p.html", tmp_path / "f.html")
     pass_at_1 = (tmp_path / "p.html").read_text()
     assert "<td>tuned</td>" in pass_at_1 and pass_at_1.count('<tr class="quoted">') == len(PAPER_ROWS)
+    assert "Excluded before generation (the reference program fails in this environment): 78_x." in pass_at_1
+    assert "Warning: the programs of tuned ran WITHOUT isolation (sandbox: none)" in pass_at_1
+    assert "base: userns(user,mount,pid,net,ipc,uts) memory=4096MB; tuned: none (NOT isolated)" in pass_at_1
+    SUMMARY.with_columns(excluded=None).write_csv(tmp_path / "summary.csv")
+    write_tables(tmp_path / "summary.csv", tmp_path / "funnel.json", tmp_path / "p.html", tmp_path / "f.html")
+    assert "No problem was excluded before generation." in (tmp_path / "p.html").read_text()
     funnel = (tmp_path / "f.html").read_text()
     assert "<td>deduplicated</td>" in funnel and "no_change: 1" in funnel

@@ -6,6 +6,7 @@ test runs the embedded model end to end."""
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import matplotlib.image
 import pytest
 import yaml
 
-from editforge.fakeserver import FakeServer
+from editforge.fakeserver import FakeServer, reference_responder
 from editforge.records import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,6 +215,71 @@ def test_bad_config_stops_at_start_naming_the_key(tmp_path: Path) -> None:
     result = run_snakemake(tmp_path, "--dry-run")
     assert result.returncode != 0
     assert "max_hunkz" in result.stdout + result.stderr
+
+
+# Answers that game the harness's exit-status rule, by target: (official, strict) pass@1 expected.
+CHEATS = {
+    "exits-early": ("```python\nimport sys\nsys.exit(0)\n```", 100.0, 0.0),
+    "hides-failures": (
+        "```python\n{before}\nimport atexit, os\natexit.register(lambda: os._exit(0))\n```", 100.0, 0.0
+    ),
+    "fakes-env-error": (
+        "```python\nimport sys\nsys.stderr.write(\"ModuleNotFoundError: No module named 'numpy'\\n\")\n"
+        "sys.exit(1)\n```",
+        0.0,
+        0.0,
+    ),
+}
+
+
+def test_oracle_and_cheats_through_the_evaluation_rules(tmp_path: Path, benchmark_path: Path) -> None:
+    """The reference programs, served as a model's answers in both harness formats, score 100 by both
+    rules and the before programs 0; answers that exit early or fake an environment error move only
+    the strict column. (bench/oracle.py runs all 105 problems.)"""
+    rows = [json.loads(line) for line in benchmark_path.read_text().splitlines() if line.strip()][:3]
+    oracle = reference_responder(rows, {"oracle-chat": "after", "oracle-direct": "after", "anti-chat": "before"})
+
+    def respond(body: dict[str, Any], index: int) -> str:
+        if body["model"] in CHEATS:
+            text = "\n".join(m["content"] for m in body["messages"])
+            problem = next(r for r in rows if r["before"].strip() in text[text.rfind("## Code Before") :])
+            return CHEATS[body["model"]][0].replace("{before}", problem["before"])
+        return oracle(body, index)
+
+    formats = {"oracle-chat": "canitedit-chat", "oracle-direct": "canitedit-direct", "anti-chat": "canitedit-chat"}
+    formats |= dict.fromkeys(CHEATS, "canitedit-chat")
+    with FakeServer(responder=respond) as server:
+        models = {
+            name: {"backend": "openai", "model": name, "base_url": server.base_url, "prompt_format": fmt}
+            for name, fmt in formats.items()
+        }
+        config = {
+            "cache_dir": str(tmp_path / "cache"),
+            "models": models,
+            "seeds": {"sources": [{"name": "stdlib", "type": "stdlib"}]},
+            "synthesis": {"models": ["oracle-chat"]},
+            "evaluation": {"benchmark": str(benchmark_path), "problems": 3, "targets": list(formats), "samples": 1},
+        }
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        result = run_snakemake(tmp_path, "results/report/summary.csv")
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = {
+        row["target"]: row
+        for row in csv.DictReader((tmp_path / "results/report/summary.csv").open())
+        if row["split"] == "overall"
+    }
+    expected = {"oracle-chat": (100.0, 100.0), "oracle-direct": (100.0, 100.0), "anti-chat": (0.0, 0.0)}
+    expected |= {name: (official, strict) for name, (_, official, strict) in CHEATS.items()}
+    assert {t: (float(r["pass@1"]), float(r["strict_pass@1"])) for t, r in summary.items()} == expected
+    assert {t: int(r["early_exits"]) for t, r in summary.items() if int(r["early_exits"])} == {
+        "exits-early": 6,
+        "hides-failures": 6,
+    }
+    assert float(summary["oracle-chat"]["excess_code"]) == 0.0
+    preflight = json.loads((tmp_path / "results/evaluation/preflight.json").read_text())
+    assert (preflight["checked"], preflight["failing"]) == (3, [])
+    markdown = (tmp_path / "results/report/summary.md").read_text()
+    assert "exits-early" in markdown.split("Samples that pass officially but not strictly:")[1]
 
 
 def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import config as efconfig
+from .sandbox import SANDBOX_SETTINGS
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -34,10 +35,12 @@ def _embedded_model(_: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import run_program
+    from .sandbox import Limits, run_program, select_isolation
 
-    result = run_program(Path(args.path).read_text(encoding="utf-8"), timeout_s=args.timeout)
-    print(json.dumps(dataclasses.asdict(result), indent=2))
+    isolation = select_isolation(args.sandbox)
+    limits = Limits(timeout_s=args.timeout)
+    result = run_program(Path(args.path).read_text(encoding="utf-8"), limits=limits, isolation=isolation)
+    print(json.dumps(dataclasses.asdict(result) | {"isolation": isolation.describe(limits)}, indent=2))
     return 0 if result.outcome == "pass" else 1
 
 
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = commands.add_parser("sandbox", help="run a Python file in the evaluation sandbox")
     sandbox.add_argument("path")
     sandbox.add_argument("--timeout", type=float, default=15.0)
+    sandbox.add_argument("--sandbox", choices=SANDBOX_SETTINGS, default="auto", help="the isolation (default: auto)")
     sandbox.set_defaults(run=_sandbox)
     args = parser.parse_args(argv)
     return int(args.run(args))

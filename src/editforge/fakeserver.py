@@ -33,7 +33,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -106,6 +106,34 @@ def _last_text(body: dict[str, Any]) -> str:
 def default_responder(body: dict[str, Any], index: int) -> str:
     digest = hashlib.sha256(_last_text(body).encode("utf-8")).hexdigest()[:12]
     return f"answer {digest} {index}"
+
+
+def reference_responder(problems: Sequence[Mapping[str, Any]], fields: Mapping[str, str]) -> Responder:
+    """Answers CanItEdit prompts with a reference program, as a perfect (or hopeless) model would.
+
+    ``fields`` maps a request's ``model`` to the problem field it answers with
+    (``"after"``: the oracle, ``"before"``: the anti-oracle). The problem is the
+    one whose instruction and ``before`` the prompt holds. A chat request gets the
+    program in a fence; a text completion the bare program, then a next section
+    header (which the direct format's stop strings cut off).
+    """
+    # Longest instruction first: one may be a prefix of another's.
+    keys = sorted(
+        ((problem[f"instruction_{kind}"].strip(), problem) for problem in problems for kind in ("lazy", "descriptive")),
+        key=lambda pair: -len(pair[0]),
+    )
+
+    def respond(body: dict[str, Any], index: int) -> str:
+        text = "\n".join(str(m.get("content", "")) for m in body["messages"]) if "messages" in body else body["prompt"]
+        # The last problem-bearing turn: a chat prompt's one-shot example comes first.
+        tail = text[text.rfind("## Code Before") :] if "## Code Before" in text else text
+        problem = next((p for instruction, p in keys if instruction in tail and p["before"].strip() in tail), None)
+        if problem is None:
+            return "no problem of the benchmark in this prompt"
+        program = problem[fields[body["model"]]]
+        return f"```python\n{program}\n```" if "messages" in body else f"{program}\n## Instruction:\n"
+
+    return respond
 
 
 class FakeServer:

@@ -35,6 +35,7 @@ import numpy as np
 from datasketch import MinHash
 
 from editforge.records import RecordError, drop, read_jsonl, status_counts, write_json, write_jsonl
+from editforge.sandbox import Isolation, Limits, run_many, select_isolation
 
 # An unchanged run longer than this splits hunks: two changes closer than twice
 # the 3 context lines of ``diff -U3`` share one hunk (the reference's rule).
@@ -192,6 +193,7 @@ def run_filter_shard(
     *,
     tests_model: tuple[str, Mapping[str, Any]] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    sandbox: str = "auto",
 ) -> dict[str, int]:
     """Check every kept triplet of one shard; write all records; return status counts.
 
@@ -202,6 +204,9 @@ def run_filter_shard(
     ``tests_model`` names it and gives its ``models:`` entry, and ``cache_dir``
     is the LLM cache.
     """
+    isolation = None
+    if settings.get("execution_check", False) or settings.get("generated_tests", False):
+        isolation = select_isolation(sandbox)  # before any model call: a refusal costs nothing
     records = list(read_jsonl(triplets_path))
     for record in records:
         if _is_kept(record, triplets_path):
@@ -211,7 +216,7 @@ def run_filter_shard(
                 drop(record, reason)
     timeout_s = settings.get("execution_timeout_s", 10)
     if settings.get("execution_check", False):
-        _check_execution([r for r in records if r["status"] == "ok"], timeout_s)
+        _check_execution([r for r in records if r["status"] == "ok"], timeout_s, isolation)
     if settings.get("generated_tests", False):
         if tests_model is None:
             raise ValueError("filtering.generated_tests is on but no model to write the tests was given")
@@ -221,17 +226,19 @@ def run_filter_shard(
         if kept:
             with open_backend(tests_model[0], tests_model[1], cache_dir) as backend:
                 check_generated_tests(
-                    kept, backend, timeout_s=timeout_s, max_tokens=settings.get("generated_tests_max_tokens", 1024)
+                    kept,
+                    backend,
+                    timeout_s=timeout_s,
+                    max_tokens=settings.get("generated_tests_max_tokens", 1024),
+                    isolation=isolation,
                 )
     write_jsonl(out_path, records)
     return status_counts(records)
 
 
-def _check_execution(records: list[dict[str, Any]], timeout_s: float) -> None:
-    # Imported here: only this optional check needs the sandbox.
-    from editforge.sandbox import run_many
-
-    results = run_many([r["post_code"] for r in records], os.cpu_count() or 1, timeout_s=timeout_s)
+def _check_execution(records: list[dict[str, Any]], timeout_s: float, isolation: Isolation | None) -> None:
+    limits = Limits(timeout_s=timeout_s)
+    results = run_many([r["post_code"] for r in records], os.cpu_count() or 1, limits=limits, isolation=isolation)
     for record, result in zip(records, results):
         if result.outcome != "pass":
             drop(record, "post_code_fails_to_run")
@@ -308,7 +315,12 @@ def parse_tests_answer(text: str) -> tuple[str | None, str | None]:
 
 
 def check_generated_tests(
-    records: Sequence[dict[str, Any]], backend: Any, *, timeout_s: float = 10, max_tokens: int = 1024
+    records: Sequence[dict[str, Any]],
+    backend: Any,
+    *,
+    timeout_s: float = 10,
+    max_tokens: int = 1024,
+    isolation: Isolation | None = None,
 ) -> dict[str, int]:
     """Ask ``backend`` for tests of each record's edit and keep the records whose tests hold.
 
@@ -322,7 +334,6 @@ def check_generated_tests(
     ``generated_tests``. Returns the count of each outcome.
     """
     from editforge.backend import Request, Sampling
-    from editforge.sandbox import run_many
 
     sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens)
     answers = backend.generate([Request(messages=tests_request(r), sampling=sampling) for r in records], desc="tests")
@@ -336,13 +347,16 @@ def check_generated_tests(
         else:
             with_tests.append((record, script))
     workers = os.cpu_count() or 1
-    post = run_many([_with_tests(r["post_code"], s) for r, s in with_tests], workers, timeout_s=timeout_s)
+    limits = Limits(timeout_s=timeout_s)
+    post = run_many(
+        [_with_tests(r["post_code"], s) for r, s in with_tests], workers, limits=limits, isolation=isolation
+    )
     passing = [(r, s) for (r, s), result in zip(with_tests, post) if result.outcome == "pass"]
     for (record, _), result in zip(with_tests, post):
         if result.outcome != "pass":
             drop(record, "generated_tests_fail_on_post")
     must_fail = [(r, s) for r, s in passing if r["change_kind"] in MUST_FAIL_BEFORE]
-    pre = run_many([_with_tests(r["pre_code"], s) for r, s in must_fail], workers, timeout_s=timeout_s)
+    pre = run_many([_with_tests(r["pre_code"], s) for r, s in must_fail], workers, limits=limits, isolation=isolation)
     for (record, _), result in zip(must_fail, pre):
         if result.outcome == "pass":
             drop(record, "generated_tests_pass_on_pre")

@@ -141,12 +141,24 @@ class CompletionRecord(TypedDict):
 
 
 class ExecutionRecord(CompletionRecord):
-    """results/evaluation/{target}/executions.jsonl: a completion's test run."""
+    """results/evaluation/{target}/executions.jsonl: a completion's test run.
 
-    outcome: Literal["pass", "fail", "timeout", "error", "env_error"]
+    The program run is ``completion + "\\n" + tests``, as in the CanItEdit harness.
+    """
+
+    outcome: Literal["pass", "fail", "timeout", "error"]  # "pass": exit status 0 (the official rule)
     exit_code: int | None
     stderr_tail: str
     duration_s: float
+    tests_finished: bool  # the tests ran to their end (the strict rule: outcome "pass" and this)
+    # As the harness's coverage pass, null unless the outcome is "pass" and coverage ran:
+    # the Cover column (%) of `coverage report` for the program run with its tests, and
+    # the line numbers its Missing column names (ranges expanded; lines of the tests too).
+    coverage: int | None
+    coverage_missing: list[int] | None
+    # The isolation in force (Isolation.describe: mechanism, namespaces, limits); "none (NOT isolated) ..."
+    # where the config asked for `sandbox: none`.
+    isolation: str
 
 
 class RecordError(ValueError):

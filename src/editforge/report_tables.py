@@ -1,7 +1,7 @@
-"""The report's tables (``snakemake --report``): pass@1 per target beside the
-paper's rows, and the triplets left after each stage. They are written as small
-self-contained HTML pages, which the report shows inline (a CSV or Markdown file
-would only be a download there).
+"""The report's tables (``snakemake --report``): pass@1 per target (official and
+strict rules, ExcessCode) beside the paper's rows, and the triplets left after
+each stage. They are written as small self-contained HTML pages, which the
+report shows inline (a CSV or Markdown file would only be a download there).
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from typing import Any
 
 import polars as pl
 
-from editforge.evaluation.scoring import PAPER_ROWS, QUOTED_SOURCE, wide_pass_at_1
+from editforge.evaluation.scoring import (
+    PAPER_ROWS,
+    QUOTED_SOURCE,
+    isolation_sentence,
+    unisolated_warning,
+    wide_pass_at_1,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -33,15 +39,50 @@ p.note { color: #555; font-size: 12px; max-width: 60em; }
 """
 
 
+# The measured columns of the pass@1 table beyond the paper's: summary name -> shown name.
+_MEASURED_ONLY = {
+    "lazy_strict": "lazy (strict)",
+    "descriptive_strict": "descriptive (strict)",
+    "overall_strict": "overall (strict)",
+    "excess_code": "ExcessCode",
+    "excess_code_se": "ExcessCode SE",
+}
+
+
 def pass_at_1_table(summary: pl.DataFrame) -> pl.DataFrame:
-    """pass@1 (%) per measured target, then the paper's rows: model, lazy, descriptive, overall, source."""
-    measured = wide_pass_at_1(summary).rename({"target": "model"}).with_columns(source=pl.lit(MEASURED))
+    """pass@1 (%) per measured target, then the paper's rows: model, lazy,
+    descriptive, overall (official rule), the strict pass@1s and the overall
+    ExcessCode (measured rows only), source, and a check naming early exits."""
+    wide = wide_pass_at_1(summary)
+    measured = wide.select(
+        pl.col("target").alias("model"),
+        "lazy",
+        "descriptive",
+        "overall",
+        *[pl.col(name).alias(shown) for name, shown in _MEASURED_ONLY.items()],
+        source=pl.lit(MEASURED),
+        check=pl.when(pl.col("early_exits") > 0)
+        .then(pl.format("flagged: {} samples pass officially but not strictly", pl.col("early_exits")))
+        .otherwise(pl.lit(None, dtype=pl.String)),
+    )
     quoted = pl.DataFrame(
         PAPER_ROWS,
         schema={"model": pl.String, "lazy": pl.Float64, "descriptive": pl.Float64, "overall": pl.Float64},
         orient="row",
-    ).with_columns(source=pl.lit(QUOTED))
+    ).with_columns(
+        *[pl.lit(None, dtype=pl.Float64).alias(shown) for shown in _MEASURED_ONLY.values()],
+        source=pl.lit(QUOTED),
+        check=pl.lit(None, dtype=pl.String),
+    )
     return pl.concat([measured, quoted])
+
+
+def excluded_note(summary: pl.DataFrame) -> str:
+    """The problems the preflight left out, as ``summary.csv`` names them."""
+    names = summary.filter(pl.col("split") == "overall")["excluded"].drop_nulls().unique().to_list()
+    if not names:
+        return "No problem was excluded before generation."
+    return f"Excluded before generation (the reference program fails in this environment): {'; '.join(names)}."
 
 
 def stage_frame(stages: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
@@ -91,11 +132,26 @@ def _cell(value: Any) -> str:
 
 def write_tables(summary_csv: PathLike, funnel_json: PathLike, pass_at_1_html: PathLike, funnel_html: PathLike) -> None:
     """The pass@1 table (from ``summary.csv``) and the stage counts (from ``funnel.json``) as HTML pages."""
+    # Columns that can be all empty, which would read as strings.
+    summary = pl.read_csv(
+        summary_csv,
+        schema_overrides={
+            "excluded": pl.String,
+            "isolation": pl.String,
+            **dict.fromkeys(("excess_code", "excess_code_se"), pl.Float64),
+        },
+    )
     note = (
-        f"Measured rows cover the problems this run evaluated. Rows in grey are copied from {QUOTED_SOURCE}; "
+        "Measured rows cover the problems this run evaluated, every sample counted. lazy, descriptive and "
+        "overall follow the official rule (exit status 0, as the harness); strict also needs the tests to "
+        "reach their end; ExcessCode (%) is the harness's, for the overall split. "
+        f"{excluded_note(summary)} {isolation_sentence(summary)} Rows in grey are copied from {QUOTED_SOURCE}; "
         "they cover all 105 problems with 20 samples each."
     )
-    table = pass_at_1_table(pl.read_csv(summary_csv))
+    warning = unisolated_warning(summary)
+    if warning:
+        note = warning.replace("**", "").replace("`", "") + " " + note
+    table = pass_at_1_table(summary)
     Path(pass_at_1_html).write_text(html_table(table, "CanItEdit pass@1 (%)", note), encoding="utf-8")
     stages = json.loads(Path(funnel_json).read_text())["stages"]
     title = "Triplets remaining after each stage"

@@ -1,18 +1,45 @@
 """How a model is asked for an edit, and how its answer becomes a program.
 
-Three prompt formats (a model's ``prompt_format``):
+Prompt formats (a model's ``prompt_format``):
 
 * ``editforge``: our own chat format (``edit_format.edit_messages``), the one the
-  fine-tuned students are trained on.
-* ``canitedit-direct``: the benchmark's text-completion prompt for base models
-  and EditCoder: ``## Code Before:`` / ``## Instruction:`` / ``## Code After:``
-  lines, no fences, with the harness's stop strings.
-* ``canitedit-chat``: the benchmark's paper-era chat prompt: the PythonEditGPT
-  system prompt, a one-shot example (add/sub) as a user/assistant pair, then the
-  problem in the same form.
+  fine-tuned students are trained on, with our own extraction (below).
+* ``canitedit-direct`` and ``canitedit-chat``: the CanItEdit harness
+  (nuprl/CanItEdit ``benchmark/generate_completions.py``) as the CanItEdit
+  paper ran it: commit ``1a87cb4``, whose generation code is the v2 code of
+  2024-03-19. These names are the paper-era versions because the published rows
+  the report quotes beside ours (GPT-4, EditCoder, CodeLlama-Instruct,
+  DeepSeekCoder-Instr, from Cassano et al.) came from this code, and OpenCodeEdit
+  evaluated with a modified copy of it.
+* ``canitedit-direct-head`` and ``canitedit-chat-head``: the same harness at
+  HEAD (``8796791``, 2025-09), which changed stops, extraction and the chat
+  prompt.
 
-``postprocess`` turns an answer into the program that is tested; its docstring
-lists every rule and where it departs from the benchmark's own harness.
+Prompts, stop strings and extraction are byte-exact with the harness version
+named. The direct prompt (``## Code Before:`` / ``## Instruction:`` /
+``## Code After:`` lines, no fences) is the same in both; the rest differs:
+
+* direct stops: ``PAPER_DIRECT_STOPS`` (3) at the paper, ``HEAD_DIRECT_STOPS``
+  (8) at HEAD.
+* direct program: the raw generation at the paper; at HEAD
+  ``first_fence_span``, or the raw text when that finds no closed fence.
+* chat prompt: at the paper the PythonEditGPT system prompt, a one-shot add/sub
+  user/assistant pair, then the problem; at HEAD the system prompt and the
+  problem (zero-shot), with a ``## Code After`` heading closing the user turn.
+* chat stops: ``[/INST]`` at the paper (its ``chat`` type, for open models
+  served by vLLM; its ``openai`` type, with the same prompt and extraction, sent
+  none), none at HEAD.
+* chat program: ``first_fence_lines`` of the answer stripped of surrounding
+  whitespace at the paper (its chat models strip every answer), of the raw
+  answer at HEAD.
+
+Our backends honour stop strings; ``postprocess`` cuts at them again, so a
+backend that ignores them gives the same program. Thinking blocks get no special
+treatment, as in the harness: a fence inside one is the first fence.
+
+Not reproduced: the paper-era ``--no-system`` switch (system text folded into
+the user turns) and its prompt truncation to 16,384 tokens, which no CanItEdit
+prompt reaches.
 """
 
 from __future__ import annotations
@@ -20,18 +47,46 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, get_args
 
 from editforge.backend import Request, Sampling
 from editforge.edit_format import edit_messages
 from editforge.evaluation.benchmark import Problem
 from editforge.records import STYLES, Style
 
-PromptFormat = Literal["editforge", "canitedit-direct", "canitedit-chat"]
-PROMPT_FORMATS: tuple[PromptFormat, ...] = ("editforge", "canitedit-direct", "canitedit-chat")
+PromptFormat = Literal[
+    "editforge", "canitedit-direct", "canitedit-chat", "canitedit-direct-head", "canitedit-chat-head"
+]
+PROMPT_FORMATS: tuple[PromptFormat, ...] = get_args(PromptFormat)
+Harness = Literal["paper", "head"]
+Family = Literal["direct", "chat"]
 
-# The harness's stop list for its direct (EditCoder) format.
-DIRECT_STOPS = ("## Code After:", "## Instruction:", "## Code Before:", "## Test Case:", "## Explanation:")
+# Each CanItEdit format: the harness's model type and the harness version it follows.
+CANITEDIT_FORMATS: dict[str, tuple[Family, Harness]] = {
+    "canitedit-direct": ("direct", "paper"),
+    "canitedit-chat": ("chat", "paper"),
+    "canitedit-direct-head": ("direct", "head"),
+    "canitedit-chat-head": ("chat", "head"),
+}
+
+PAPER_DIRECT_STOPS = ("## Code After:", "## Instruction:", "## Code Before:")
+# HEAD adds two more headers, then AgentPack's (each starts with a newline).
+HEAD_DIRECT_STOPS = (
+    *PAPER_DIRECT_STOPS,
+    "## Test Case:",
+    "## Explanation:",
+    "\n# Code Before",
+    "\n# Code After",
+    "\n# Instruction",
+)
+# The paper-era `chat` type (open models through vLLM) stopped at Llama-2's turn marker.
+PAPER_CHAT_STOPS = ("[/INST]",)
+STOPS: dict[tuple[Family, Harness], tuple[str, ...]] = {
+    ("direct", "paper"): PAPER_DIRECT_STOPS,
+    ("direct", "head"): HEAD_DIRECT_STOPS,
+    ("chat", "paper"): PAPER_CHAT_STOPS,
+    ("chat", "head"): (),
+}
 
 CHAT_SYSTEM_PROMPT = (
     "You are PythonEditGPT. You will be provided the original code snippet and an instruction that "
@@ -39,8 +94,8 @@ CHAT_SYSTEM_PROMPT = (
     "code and the instruction given. Only produce the code, do not include any additional prose."
 )
 
-# The one-shot example of the chat format (the shape the harness uses: add a
-# `sub` function, add docstrings, rename the parameters).
+# The paper-era chat format's one-shot example: add a `sub` function, add
+# docstrings, rename the parameters.
 ONE_SHOT_BEFORE = "def add(a, b):\n    return a + b"
 ONE_SHOT_INSTRUCTION = (
     'Add a "sub" function that subtracts two numbers. Also write docstrings for both functions and change a,b to x,y.'
@@ -50,13 +105,13 @@ ONE_SHOT_AFTER = (
     '    """Adds two numbers."""\n'
     "    return x + y\n"
     "\n"
-    "\n"
     "def sub(x, y):\n"
-    '    """Subtracts y from x."""\n'
+    '    """Subtracts two numbers."""\n'
     "    return x - y"
 )
 
-# A fence tag that names Python; the fence line is never code when it is one of these.
+FENCE = "```"
+# An editforge fence tag that names Python; the fence line is never code when it is one of these.
 _PYTHON_TAG = re.compile(r"(?i)(py|python)[0-9.]*")
 
 
@@ -73,99 +128,151 @@ def build_request(problem: Problem, kind: Style, fmt: str, sampling: Sampling, n
     text = instruction(problem, kind)
     if fmt == "editforge":
         return Request(messages=edit_messages(problem["before"], text), sampling=sampling, n=n)
-    if fmt == "canitedit-direct":
-        stops = tuple(dict.fromkeys((*sampling.stop, *DIRECT_STOPS)))
-        return Request(prompt=direct_prompt(problem["before"], text), sampling=replace(sampling, stop=stops), n=n)
-    if fmt == "canitedit-chat":
-        return Request(messages=chat_messages(problem["before"], text), sampling=sampling, n=n)
-    raise ValueError(f"unknown prompt_format {fmt!r}; expected one of {', '.join(PROMPT_FORMATS)}")
+    family, harness = _canitedit(fmt)
+    # The harness appends its stops to the caller's.
+    sampling = replace(sampling, stop=tuple(dict.fromkeys((*sampling.stop, *STOPS[family, harness]))))
+    if family == "direct":
+        return Request(prompt=direct_prompt(problem["before"], text), sampling=sampling, n=n)
+    return Request(messages=chat_messages(problem["before"], text, harness), sampling=sampling, n=n)
 
 
 def direct_prompt(before: str, instruction_text: str) -> str:
     return f"## Code Before:\n{before}\n## Instruction:\n{instruction_text}\n## Code After:\n"
 
 
-def chat_messages(before: str, instruction_text: str) -> list[dict[str, str]]:
+def chat_messages(before: str, instruction_text: str, harness: Harness) -> list[dict[str, str]]:
+    """The paper-era one-shot conversation, or the zero-shot one of HEAD.
+
+    The harness strips each template once filled in; only the paper's last turn
+    can change by it (trailing blanks of the instruction go), so only it is stripped.
+    """
+    system = {"role": "system", "content": CHAT_SYSTEM_PROMPT}
+    fenced = f"## Code Before\n```py\n{before}\n```\n"
+    if harness == "head":
+        return [system, {"role": "user", "content": f"{fenced}\n## Instruction\n{instruction_text}\n\n## Code After"}]
     return [
-        {"role": "system", "content": CHAT_SYSTEM_PROMPT},
-        {"role": "user", "content": _chat_user(ONE_SHOT_BEFORE, ONE_SHOT_INSTRUCTION)},
+        system,
+        {
+            "role": "user",
+            "content": f"## Code Before\n```py\n{ONE_SHOT_BEFORE}\n```\n\n## Instruction\n{ONE_SHOT_INSTRUCTION}",
+        },
         {"role": "assistant", "content": f"## Code After\n```py\n{ONE_SHOT_AFTER}\n```"},
-        {"role": "user", "content": _chat_user(before, instruction_text)},
+        # Unlike the example, no blank line before "## Instruction".
+        {"role": "user", "content": f"{fenced}## Instruction\n{instruction_text}".strip()},
     ]
-
-
-def _chat_user(before: str, instruction_text: str) -> str:
-    return f"## Code Before\n```py\n{before}\n```\n\n## Instruction\n{instruction_text}"
 
 
 def postprocess(text: str, fmt: str) -> str:
     """The program to test, from a model's answer ``text`` in format ``fmt``.
 
-    Rules (each is tested):
+    CanItEdit formats follow the harness (see the module docstring): the answer
+    is cut at the format's first stop string, then
 
-    * ``canitedit-direct``: the text is cut at the first stop string (a backend
-      that ignores stops is handled the same). If the answer then *opens* with a
-      fence (first non-blank line), the fenced block is the program; otherwise
-      the raw text is. A fence later in the text is left alone, so code whose
-      strings contain backticks survives (the harness at HEAD takes the first
-      fence anywhere; the paper-era harness kept the raw text).
-    * Chat formats (``editforge``, ``canitedit-chat``): the first fenced block
-      anywhere in the answer (models often write a sentence first). With no
-      fence, the raw text if it parses as Python, else ``""`` (a failure). The
-      harness returns ``""`` for any answer without a fence; code given bare is
-      kept here, prose is not.
-    * A fenced block is the lines after the opening fence line up to the next
-      line that starts with a fence, or to the end when the answer was cut off.
-      The opening line's tag is dropped only when it names Python (``python``,
-      ``py``, ``python3``, any case); anything else written after the backticks
-      is kept as the first code line. An untagged fence keeps its first code
-      line (the harness drops the first line of every block, assuming a tag).
-      When the opening fence is indented, that much indentation is removed from
-      each line (as CommonMark does), so a fence inside a list item still gives
-      top-level code.
-    * A trailing ``# Example usage`` section is kept: the harness cut it only in
-      its newer direct format, and the paper's numbers, which we compare with,
-      come from code that ran it as written.
+    * ``canitedit-direct``: the cut text as it is;
+    * ``canitedit-direct-head``: ``first_fence_span``, or the cut text if that
+      finds no closed fence;
+    * ``canitedit-chat``: ``first_fence_lines`` of the cut text stripped of
+      surrounding whitespace (the harness's chat models strip every answer);
+    * ``canitedit-chat-head``: ``first_fence_lines`` of the cut text.
+
+    ``editforge`` (our format, no harness to follow): the first fenced block
+    anywhere (``first_fenced_block``); with no fence, the text itself if it is
+    Python, else ``""``.
     """
-    if fmt == "canitedit-direct":
-        text = _cut_at_stops(text, DIRECT_STOPS)
-        opening = next((line for line in text.splitlines() if line.strip()), "")
-        block = first_fenced_block(text) if opening.lstrip().startswith("```") else None
-        return text if block is None else block
-    if fmt in ("editforge", "canitedit-chat"):
+    if fmt == "editforge":
         block = first_fenced_block(text)
         if block is not None:
             return block
         return text if text.strip() and _parses(text) else ""
-    raise ValueError(f"unknown prompt_format {fmt!r}; expected one of {', '.join(PROMPT_FORMATS)}")
+    family, harness = _canitedit(fmt)
+    text = cut_at_stops(text, STOPS[family, harness])
+    if family == "direct":
+        if harness == "paper":
+            return text
+        span = first_fence_span(text)
+        return text if span is None else span
+    return first_fence_lines(text.strip() if harness == "paper" else text)
+
+
+def first_fence_lines(text: str) -> str:
+    """The harness's chat extraction: every line after the first line that starts
+    with three backticks, up to the next such line (or the end), each followed by
+    a newline. Whatever follows the opening backticks is dropped with its line; an
+    indented fence is no fence. ``""`` without a fence: the sample fails."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith(FENCE)), len(lines))
+    program = []
+    for line in lines[start + 1 :]:
+        if line.startswith(FENCE):
+            break
+        program.append(line + "\n")
+    return "".join(program)
+
+
+def first_fence_span(text: str) -> str | None:
+    """HEAD's direct extraction; None without two occurrences of three backticks.
+
+    Works on characters, not lines: the text between the first two occurrences of
+    three backticks anywhere (inside a line too), stripped; cut before any
+    ``# Example usage:``; its first line dropped as a language tag if more than one
+    line remains (a real first code line of an untagged fence goes too); stripped.
+    """
+    opening = text.find(FENCE)
+    if opening < 0:
+        return None
+    closing = text.find(FENCE, opening + len(FENCE))
+    if closing < 0:
+        return None
+    code = text[opening + len(FENCE) : closing].strip()
+    code = code.split("# Example usage:")[0]
+    newline = code.find("\n")
+    if newline > 0:
+        code = code[newline + 1 :]
+    return code.strip()
+
+
+def cut_at_stops(text: str, stops: tuple[str, ...]) -> str:
+    """``text`` before the earliest stop string, as a server applying ``stops`` returns it."""
+    cut = min((i for i in (text.find(stop) for stop in stops) if i >= 0), default=len(text))
+    return text[:cut]
 
 
 def first_fenced_block(text: str) -> str | None:
-    """The content of the first ``` block (see ``postprocess``), or None without one."""
+    """The ``editforge`` extraction; None without a fence.
+
+    The lines after the first line that opens a fence (after optional spaces),
+    up to the next line that starts with one, or to the end when the answer was
+    cut off. The opening line's text after the backticks is dropped only when it
+    names Python (``python``, ``py``, ``python3``, any case); anything else is
+    kept as the first code line, and an untagged fence keeps its first line. An
+    indented fence (in a list item) has that much indentation removed from each
+    line, as CommonMark does.
+    """
     lines = text.split("\n")
     for start, line in enumerate(lines):
         stripped = line.lstrip(" ")
-        if not stripped.startswith("```"):
+        if not stripped.startswith(FENCE):
             continue
         indent = len(line) - len(stripped)
         tag = stripped.lstrip("`").strip()
         body = [] if not tag or _PYTHON_TAG.fullmatch(tag.split()[0]) else [tag]
         for inner in lines[start + 1 :]:
-            if inner.lstrip().startswith("```"):
+            if inner.lstrip().startswith(FENCE):
                 break
             body.append(_unindent(inner, indent))
         return "\n".join(body)
     return None
 
 
+def _canitedit(fmt: str) -> tuple[Family, Harness]:
+    if fmt not in CANITEDIT_FORMATS:
+        raise ValueError(f"unknown prompt_format {fmt!r}; expected one of {', '.join(PROMPT_FORMATS)}")
+    return CANITEDIT_FORMATS[fmt]
+
+
 def _unindent(line: str, indent: int) -> str:
     removable = len(line) - len(line.lstrip(" "))
     return line[min(indent, removable) :]
-
-
-def _cut_at_stops(text: str, stops: tuple[str, ...]) -> str:
-    cut = min((i for i in (text.find(stop) for stop in stops) if i >= 0), default=len(text))
-    return text[:cut]
 
 
 def _parses(text: str) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -10,7 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from editforge.backend import Backend, Sampling, open_backend
-from editforge.evaluation.benchmark import Problem, required_modules
+from editforge.evaluation.benchmark import Problem
 from editforge.evaluation.prompts import PROMPT_FORMATS, build_request, postprocess
 from editforge.records import (
     STYLES,
@@ -21,9 +24,10 @@ from editforge.records import (
     write_json,
     write_jsonl,
 )
-from editforge.sandbox import run_many
+from editforge.sandbox import Limits, SandboxError, SandboxResult, parse_coverage_report, run_many, select_isolation
 
 DEFAULT_MEMORY_MB = 4096
+COVERAGE_TIMEOUT_S = 60  # the harness's coverage pass
 
 
 def run_generate(
@@ -100,52 +104,72 @@ def run_execute(
 ) -> dict[str, int]:
     """Run every completion with its problem's tests in the sandbox; write ExecutionRecords.
 
-    The program is ``completion + "\\n" + tests``, as in the harness. Identical
+    The program is ``completion + "\n" + tests``, as in the harness; identical
     programs run once. A sample whose generation failed is not run: its outcome
-    is ``error``. A missing third-party package that the benchmark's reference
-    programs import makes an ``env_error`` (see ``required_modules``).
-    ``settings``: ``timeout_s``, ``workers`` and optionally ``memory_mb``.
-    Returns the count of each outcome.
+    is ``error``. Each program that passes is run again under coverage.py (60 s,
+    as the harness's coverage pass) for ExcessCode. ``settings``: ``timeout_s``,
+    ``workers``, and optionally ``memory_mb``, ``sandbox`` (the config's
+    setting, ``auto`` by default) and ``python`` (the interpreter that runs the
+    programs; default: this one). The isolation is checked before anything
+    runs, and every record names the isolation in force. Returns the count of
+    each outcome.
     """
+    isolation = select_isolation(settings.get("sandbox", "auto"))
+    python = settings.get("python") or sys.executable
+    if subprocess.run([python, "-c", "import coverage"], capture_output=True).returncode != 0:
+        raise SandboxError(f"coverage.py is not installed for {python}; pip install coverage (ExcessCode needs it)")
+    memory_mb = settings.get("memory_mb", DEFAULT_MEMORY_MB)
+    limits = Limits(timeout_s=settings["timeout_s"], memory_mb=memory_mb)
     by_id = {problem["id"]: problem for problem in problems}
     records = [
         _completion(record, by_id, completions_path, i) for i, record in enumerate(read_jsonl(completions_path), 1)
     ]
     runnable = [r for r in records if r["error"] is None]
-    results = run_many(
-        [r["completion"] + "\n" + by_id[r["problem_id"]]["tests"] for r in runnable],
-        settings["workers"],
-        desc=f"execute {Path(completions_path).parent.name}",
-        timeout_s=settings["timeout_s"],
-        memory_mb=settings.get("memory_mb", DEFAULT_MEMORY_MB),
-        env_modules=required_modules(problems),
-    )
-    outcomes = iter(results)
+    programs = [r["completion"] + "\n" + by_id[r["problem_id"]]["tests"] for r in runnable]
+    label = Path(completions_path).parent.name
+    run = functools.partial(run_many, workers=settings["workers"], isolation=isolation, python=python)
+    results = run(programs, desc=f"execute {label}", limits=limits)
+    passed = [program for program, result in zip(programs, results) if result.outcome == "pass"]
+    coverage_limits = Limits(timeout_s=COVERAGE_TIMEOUT_S, memory_mb=memory_mb)
+    covered = run(passed, desc=f"coverage {label}", limits=coverage_limits, mode="coverage")
+    coverage = {program: _coverage(result) for program, result in zip(passed, covered)}
+    described = isolation.describe(limits)
+    outcomes = iter(zip(programs, results))
     executions: list[ExecutionRecord] = []
     for record in records:
         if record["error"] is not None:
-            executions.append(
-                ExecutionRecord(
-                    **record,
-                    outcome="error",
-                    exit_code=None,
-                    stderr_tail=f"generation failed: {record['error']}",
-                    duration_s=0.0,
-                )
-            )
+            failed = SandboxResult("error", None, f"generation failed: {record['error']}", "", 0.0, False)
+            executions.append(_execution(record, failed, (None, None), described))
             continue
-        result = next(outcomes)
-        executions.append(
-            ExecutionRecord(
-                **record,
-                outcome=result.outcome,
-                exit_code=result.exit_code,
-                stderr_tail=result.stderr_tail,
-                duration_s=result.duration_s,
-            )
-        )
+        program, result = next(outcomes)
+        executions.append(_execution(record, result, coverage.get(program, (None, None)), described))
     write_jsonl(out_path, cast(list[dict[str, Any]], executions))
     return dict(Counter(e["outcome"] for e in executions))
+
+
+def _coverage(result: SandboxResult) -> tuple[int | None, list[int] | None]:
+    """(percent, missing lines) of a coverage run; (None, None) where it failed, as in the harness."""
+    parsed = parse_coverage_report(result.report) if result.outcome == "pass" else None
+    return parsed if parsed is not None else (None, None)
+
+
+def _execution(
+    record: CompletionRecord,
+    result: SandboxResult,
+    coverage: tuple[int | None, list[int] | None],
+    isolation: str,
+) -> ExecutionRecord:
+    return ExecutionRecord(
+        **record,
+        outcome=result.outcome,
+        exit_code=result.exit_code,
+        stderr_tail=result.stderr_tail,
+        duration_s=result.duration_s,
+        tests_finished=result.tests_finished,
+        coverage=coverage[0],
+        coverage_missing=coverage[1],
+        isolation=isolation,
+    )
 
 
 def _sampling(values: Any) -> Sampling:
