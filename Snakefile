@@ -36,7 +36,7 @@ rule all:
         "results/report/funnel.md",
         "results/report/summary.md",
         "results/report/pass_at_1.png",
-        "results/dataset/card.md",
+        "results/dataset/README.md",
         # what `snakemake --report` shows besides
         "results/report/pass_at_1.html",
         "results/report/funnel.html",

@@ -4,12 +4,13 @@
 
 rule dataset:
     input:
-        "results/filtered/triplets.jsonl",
+        triplets="results/filtered/triplets.jsonl",
+        decontamination="results/filtered/decontamination.json",
     output:
         train="results/dataset/train.jsonl",
         parquet="results/dataset/train.parquet",
         stats="results/dataset/stats.json",
-        card="results/dataset/card.md",
+        card="results/dataset/README.md",
         alpaca=multiext("results/dataset/train_alpaca", ".jsonl", ".parquet"),
         unfiltered_triplets=multiext("results/dataset/unfiltered_triplets", ".jsonl", ".parquet"),
         unfiltered=multiext("results/dataset/unfiltered", ".jsonl", ".parquet"),
@@ -20,6 +21,7 @@ rule dataset:
     params:
         settings=config["dataset"],
         seed=config["seed"],
+        generators={name: config["models"][name]["model"] for name in SYNTHESIS_MODELS},
     log:
         "logs/dataset.log",
     conda:

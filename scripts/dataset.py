@@ -10,4 +10,11 @@ from editforge.dataset import run_mix
 from editforge.stage_log import logged
 
 with logged(snakemake.log[0]):
-    run_mix(snakemake.input[0], Path(snakemake.output.train).parent, snakemake.params.settings, snakemake.params.seed)
+    run_mix(
+        snakemake.input.triplets,
+        Path(snakemake.output.train).parent,
+        snakemake.params.settings,
+        snakemake.params.seed,
+        decontamination_path=snakemake.input.decontamination,
+        generators=snakemake.params.generators,
+    )

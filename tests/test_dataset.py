@@ -114,7 +114,7 @@ def test_parquet_stats_and_card_agree_with_the_jsonl(filtered: Path, tmp_path: P
     assert table["id"].to_list() == [s["id"] for s in samples]
     assert table["messages"].to_list()[0] == samples[0]["messages"]
     assert json.loads((tmp_path / "out/stats.json").read_text()) == stats
-    card = (tmp_path / "out/card.md").read_text()
+    card = (tmp_path / "out/README.md").read_text()
     assert "| m1 | 5 | 5 | 10 |" in card and "Samples: 20 from" in card
 
 
@@ -246,10 +246,63 @@ def test_the_unfiltered_set_keeps_every_triplet_with_its_reason(filtered: Path, 
 
 def test_card_has_stage_model_style_and_topic_counts_and_the_funnel_plot(filtered: Path, tmp_path: Path) -> None:
     stats, _ = mix(filtered, tmp_path / "out")
-    card = (tmp_path / "out/card.md").read_text()
+    card = (tmp_path / "out/README.md").read_text()
     assert "| m1 | 5 | 5 | 10 |" in card
     assert "| diff | 40 | 30 | 10 | no_change: 5 |" in card
     assert "![funnel](funnel.png)" in card and "## Topic balancing" in card
     assert (tmp_path / "out/funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [s["stage"] for s in stats["stages"]][-1] == "deduplicated"
     assert sum(stats["triplets_per_model"].values()) == stats["distinct_triplets"]
+
+
+def test_the_folder_loads_as_a_hub_dataset_in_every_config(filtered: Path, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    _, samples = mix(filtered, tmp_path / "out")
+    out = str(tmp_path / "out")
+    default = datasets.load_dataset(out, split="train")
+    assert default["id"] == [s["id"] for s in samples] and default[0]["messages"] == samples[0]["messages"]
+    alpaca = datasets.load_dataset(out, "alpaca", split="train")
+    assert alpaca["output"] == [s["messages"][2]["content"] for s in samples]
+    assert datasets.load_dataset(out, "unfiltered", split="train").num_rows == 90
+    assert datasets.load_dataset(out, "unfiltered_alpaca", split="train").num_rows == 90
+    assert datasets.load_dataset(out, "unfiltered_triplets", split="train").num_rows == 45
+
+
+def test_the_card_carries_the_hub_metadata_and_the_generating_models(filtered: Path, tmp_path: Path) -> None:
+    import yaml
+
+    run_mix(filtered, tmp_path / "out", SETTINGS | {"license": "apache-2.0"}, 42, generators={"m1": "org/coder-7b"})
+    card = (tmp_path / "out/README.md").read_text()
+    header, body = card.removeprefix("---\n").split("\n---\n", 1)
+    metadata = yaml.safe_load(header)
+    assert metadata["license"] == "apache-2.0" and metadata["task_categories"] == ["text-generation"]
+    assert metadata["generated_by"] == {"m1": "org/coder-7b"}
+    configs = {c["config_name"]: c["data_files"][0]["path"] for c in metadata["configs"]}
+    assert configs["default"] == "train.parquet" and configs["alpaca"] == "train_alpaca.parquet"
+    assert all((tmp_path / "out" / path).is_file() for path in configs.values())
+    assert "m1 (`org/coder-7b`)" in body and "## Decontamination" in body
+
+
+def test_contaminated_triplets_are_in_no_export_and_the_card_counts_them(filtered: Path, tmp_path: Path) -> None:
+    records = list(read_jsonl(filtered))
+    # One matched while kept, one matched after another filter had dropped it.
+    records[0] |= {"status": "dropped", "reason": "contaminated", "contaminated_by": "1_cipher"}
+    records[-1] |= {"contaminated_by": "7_words"}
+    write_jsonl(filtered, records)
+    report = tmp_path / "decontamination.json"
+    report.write_text(json.dumps({"decontamination": "done", "contaminated": [
+        {"id": records[0]["id"], "problem": "1_cipher", "method": "code", "kept_before": True},
+        {"id": records[-1]["id"], "problem": "7_words", "method": "instruction", "kept_before": False},
+    ]}))
+    run_mix(filtered, tmp_path / "out", SETTINGS, 42, decontamination_path=report)
+    out = tmp_path / "out"
+    marked = {records[0]["id"], records[-1]["id"]}
+    for name in ("train", "train_alpaca", "unfiltered", "unfiltered_alpaca", "unfiltered_triplets"):
+        rows = list(read_jsonl(out / f"{name}.jsonl"))
+        ids = {r.get("triplet_id", r["id"]) for r in rows}
+        assert not ids & marked, name
+        assert pl.read_parquet(out / f"{name}.parquet").height == len(rows)
+    assert len(list(read_jsonl(out / "unfiltered_triplets.jsonl"))) == 43
+    card = (out / "README.md").read_text()
+    assert "2 triplets overlapped the benchmark" in card and "1 by their code" in card and "1 by an instruction" in card
+    assert "1 of them had passed every other filter" in card

@@ -17,19 +17,18 @@ import pytest
 
 from editforge import filtering
 from editforge.backend import Backend, Completion, Request
+from editforge.decontamination import code_shingles
 from editforge.filtering import (
+    _NEAR_TOKENS,
     LSH_RECALL_AT_THRESHOLD,
     ContaminationError,
     _Bands,
     _exact_key,
-    _near_tokens,
     _Sketcher,
     check_generated_tests,
-    code_tokens,
     count_sentences,
     diff_stats,
     filter_triplet,
-    identifiers,
     jaccard,
     parse_tests_answer,
     run_dedup,
@@ -44,7 +43,7 @@ SETTINGS: dict[str, Any] = {
     "max_hunks": 7,
     "lazy_max_sentences": 3,
     "minhash": {"num_perm": 128, "threshold": 0.8, "shingle_words": 5},
-    "decontamination": {"ngram": 13, "minhash_threshold": 0.8, "max_contaminated_share": 0.5},
+    "decontamination": {"code_containment": 0.25, "instruction_containment": 0.6, "max_contaminated_share": 0.5},
     "execution_check": False,
     "execution_timeout_s": 10,
 }
@@ -419,7 +418,7 @@ def test_renamed_copy_of_a_benchmark_problem_is_contaminated(tmp_path: Path) -> 
     assert counts == {"contaminated": 1, "ok": 2}
     assert out["planted"]["contaminated_by"] == "7_words"
     [match] = report["contaminated"]
-    assert (match["id"], match["problem"], match["method"]) == ("planted", "7_words", "minhash")
+    assert (match["id"], match["problem"], match["method"], match["field"]) == ("planted", "7_words", "code", "pre_code")
 
 
 def test_too_much_contamination_is_an_error(tmp_path: Path) -> None:
@@ -433,12 +432,6 @@ def test_too_much_contamination_is_an_error(tmp_path: Path) -> None:
 def test_benchmark_problem_without_a_field_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'1_x' lacks the text field 'after'"):
         dedup(tmp_path, [distinct_triplets()], benchmark=[{"full_name": "1_x", "before": "x = 1"}])
-
-
-def test_code_tokens_are_blind_to_consistent_renaming() -> None:
-    renamed = "def g(items):  # x\n    return len(items) + 1\n"
-    assert code_tokens("def f(a):\n    return len(a) + 1\n") == code_tokens(renamed)
-    assert code_tokens("def f(a):\n    return a + 1\n") != code_tokens("def f(a):\n    return a - 1\n")
 
 
 def canitedit_path() -> Path:
@@ -655,11 +648,11 @@ def random_triplets(count: int, seed: int) -> list[dict[str, Any]]:
 
 def greedy_exact(records: list[dict[str, Any]], threshold: float, shingle_words: int) -> dict[str, str]:
     """The dedup decisions with exact Jaccard over all earlier kept records (the reference for LSH)."""
-    def shingles(tokens: list[str]) -> set[str]:
+    def shingles(tokens: list[str]) -> set[Any]:
         k = shingle_words
         return {" ".join(tokens[i : i + k]) for i in range(max(1, len(tokens) - k + 1))}
 
-    kept: list[dict[str, set[str]]] = []
+    kept: list[dict[str, set[Any]]] = []
     seen: set[bytes] = set()
     decisions: dict[str, str] = {}
     for record in records:
@@ -668,7 +661,10 @@ def greedy_exact(records: list[dict[str, Any]], threshold: float, shingle_words:
             decisions[record["id"]] = "exact_duplicate"
             continue
         seen.add(key)
-        own = {reason: shingles(tokens) for reason, tokens in _near_tokens(record).items() if tokens}
+        hashes, offsets = code_shingles([record["pre_code"]])
+        tokens = {reason: tokens_of(record) for reason, tokens_of in _NEAR_TOKENS.items()}
+        own = {"near_duplicate_code": set(hashes.tolist())} if len(hashes) else {}
+        own |= {reason: shingles(t) for reason, t in tokens.items() if t}
         hit = next(
             (r for r in own if any(r in k and jaccard(own[r], k[r]) >= threshold for k in kept)), None  # type: ignore[arg-type]
         )
@@ -698,13 +694,6 @@ def test_an_exact_copy_of_a_near_duplicate_names_the_kept_triplet(tmp_path: Path
     _, out, _ = dedup(tmp_path, [[first, near, copy]])
     assert (out["near"]["reason"], out["near"]["duplicate_of"]) == ("near_duplicate_code", "first")
     assert (out["copy"]["reason"], out["copy"]["duplicate_of"]) == ("exact_duplicate", "first")
-
-
-def test_code_tokens_read_strings_and_comments_like_tokenize() -> None:
-    source = 'x = "a # not a comment"  # a comment\ny = """multi\n\'line\' \\\n"""\nz = 0x1F + 1.5e-3j\n'
-    assert code_tokens(source) == ["v0", "=", '"a # not a comment"', "v1", "=", '"""multi\n\'line\' \\\n"""', "v2",
-                                   "=", "0x1F", "+", "1.5e-3j"]
-    assert identifiers("import os\nclass HTTPServer:  # name\n    s = 'word'\n") == ["os", "HTTPServer", "s"]
 
 
 def test_planted_problem_among_many_distinct_triplets_is_the_only_match(tmp_path: Path) -> None:

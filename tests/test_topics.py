@@ -134,6 +134,17 @@ def test_balance_flattens_topics_deterministically_in_input_order() -> None:
     assert balance(items, labels, 30, random.Random(8)) != chosen
 
 
+def test_items_without_a_topic_keep_their_share_instead_of_being_capped_like_a_topic() -> None:
+    items = list(range(270))
+    labels = [0] * 50 + [1] * 50 + [NO_TOPIC] * 170
+    chosen = balance(items, labels, 100, random.Random(0))
+    counts = Counter(labels[i] for i in chosen)
+    assert counts[NO_TOPIC] == 63  # 170/270 of the budget, not the 1/3 share of a topic
+    assert counts == {0: 18, 1: 19, NO_TOPIC: 63} or counts == {0: 19, 1: 18, NO_TOPIC: 63}
+    only = balance(list(range(40)), [NO_TOPIC] * 40, 10, random.Random(0))
+    assert len(only) == 10 and only == sorted(only)
+
+
 def test_balance_with_fewer_items_than_the_budget_keeps_them_all() -> None:
     assert balance(["a", "b", "c"], [0, 0, 1], 10_000, random.Random(0)) == ["a", "b", "c"]
     assert balance([], [], 5, random.Random(0)) == []

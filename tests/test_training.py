@@ -144,7 +144,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(tiny_student_dir: P
         "messages": training_messages(PRE * 200, "Reject negative sides.", POST),
     }
     data = dataset(tmp_path / "train.jsonl", extra=[huge])
-    (tmp_path / "card.md").write_text("# data card\n")
+    (tmp_path / "README.md").write_text("# data card\n")
     summary = run_finetune(data, str(tiny_student_dir), SETTINGS, tmp_path / "out")
 
     log = list(read_jsonl(tmp_path / "out/training_log.jsonl"))
@@ -159,7 +159,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(tiny_student_dir: P
     card = (tmp_path / "out/README.md").read_text()
     assert str(tiny_student_dir) in card and "3 samples, 2 trained on" in card and "| learning_rate | 0.003 |" in card
     assert card.startswith(f"---\nbase_model: {json.dumps(str(tiny_student_dir))}\n")
-    assert "([data card](../card.md))" in card
+    assert "([data card](../README.md))" in card
     assert not (tmp_path / "checkpoints").exists()  # removed once the model is saved
 
 

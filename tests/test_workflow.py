@@ -475,8 +475,8 @@ def test_embedded_model_end_to_end(tmp_path: Path, benchmark_path: Path) -> None
                        "num_prompts": 6, "num_shards": 1}
     config["synthesis"]["sampling"]["max_tokens"] = 256
     config["training"]["students"]["smollm2-edit"].update(max_steps=2, checkpoint_every=0)
-    config["evaluation"].update(problems=2, samples=1, benchmark=str(benchmark_path))
-    config["evaluation"]["sampling"]["max_tokens"] = 96
+    config["evaluation"].update(problems=1, samples=1, benchmark=str(benchmark_path))
+    config["evaluation"]["sampling"]["max_tokens"] = 64
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -17,12 +17,13 @@ at most one style. Every sample's ``messages`` come from
 ``edit_format.training_messages``, the format evaluation prompts with.
 
 Writes, besides ``train.jsonl``/``train.parquet``: ``stats.json``,
-``topics.json``, ``card.md``, ``funnel.png`` and the exports of
+``topics.json``, ``README.md`` (the card), ``funnel.png`` and the exports of
 ``editforge.export``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -33,6 +34,7 @@ from typing import Any
 
 import polars as pl
 
+from editforge import embedded
 from editforge import topics as topic_model
 from editforge.edit_format import training_messages
 from editforge.export import render_card, write_exports
@@ -49,9 +51,17 @@ class MixError(ValueError):
 
 
 def run_mix(
-    filtered_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], settings: Mapping[str, Any], seed: int
+    filtered_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    seed: int,
+    decontamination_path: str | os.PathLike[str] | None = None,
+    generators: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write the training set and its exports, stats, topics and card to ``out_dir``; return the stats.
+
+    ``decontamination_path`` is the dedup stage's report (summarised on the
+    card), ``generators`` the synthesis models' names and models (for the card).
 
     ``settings`` is the config's ``dataset:`` section: ``styles``, ``mix`` (model
     -> share; equal shares when absent), ``size_per_style`` (an upper bound, a
@@ -61,6 +71,12 @@ def run_mix(
     ``none`` turns balancing off).
     """
     records = list(read_jsonl(filtered_path))
+    decontamination = json.loads(Path(decontamination_path).read_text()) if decontamination_path else {}
+    license_id = settings.get("license", "other")
+    generators = {  # for the card: the embedded model by the name it has on the Hub
+        name: f"{embedded.HUB_ID} (embedded)" if model == "embedded" else model
+        for name, model in (generators or {}).items()
+    }
     kept = sorted((r for r in records if r.get("status") == "ok"), key=lambda r: r["id"])
     if not kept:
         raise MixError(f"no triplets survived filtering; see {filtered_path} reasons: {status_counts(records)}")
@@ -106,7 +122,8 @@ def run_mix(
     stats["stages"] = stages
     write_json(out / "stats.json", stats)
     plot_funnel({"stages": stages, "dataset": stats}, out / "funnel.png")
-    (out / "card.md").write_text(render_card(stats, stages, _topic_summary(topics)), encoding="utf-8")
+    card = render_card(stats, stages, _topic_summary(topics), decontamination, license_id, generators)
+    (out / "README.md").write_text(card, encoding="utf-8")
     return stats
 
 
@@ -231,7 +248,15 @@ def _topic_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     return {
         style: {
             "method": entry["method"],
-            "topics": len(entry["topics"]),
+            "topics": sum(1 for t in entry["topics"] if t["topic"] != topic_model.NO_TOPIC),
+            "no_topic": next(
+                (
+                    {"kept": t["kept"], "selected": t["selected"]}
+                    for t in entry["topics"]
+                    if t["topic"] == topic_model.NO_TOPIC
+                ),
+                {"kept": 0, "selected": 0},
+            ),
             "documents": entry["documents"],
             "vocabulary": entry["vocabulary"],
             "selected": entry["selected"],

