@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from editforge.codeform import canonical_forms, identifiers, shingles
+from editforge.codeform import canonical_forms, identifiers, shingles, string_literals
 
 PROGRAM = '''import math
 
@@ -70,3 +70,9 @@ def test_a_shingle_size_out_of_range_is_an_error() -> None:
 def test_identifiers_skip_keywords_strings_and_comments() -> None:
     assert identifiers("import os\nclass HTTPServer:  # name\n    s = 'word'\n") == ["os", "HTTPServer", "s"]
     assert identifiers("x = r'raw' + f\"{y}\"\n") == ["x"]
+
+
+def test_string_literals_are_their_text_with_f_string_fields_blanked() -> None:
+    source = 'x = f"{a!r} and {b.c}"  # "not a string"\ny = r\'\'\'two\n   lines\'\'\'\nz = "plain"\n'
+    assert string_literals(source) == ["f:{} and {}", "s:two lines", "s:plain"]
+    assert shingle_set('m = f"{count} items"\n') == shingle_set('m = f"{n} items"\n')

@@ -109,6 +109,18 @@ def test_paraphrased_and_short_instructions_are_found(benchmark: list[dict[str, 
     assert match is not None and match.problem == shortest["full_name"]
 
 
+def test_a_long_literal_of_a_benchmark_program_is_evidence_on_its_own(
+    benchmark: list[dict[str, Any]], index: BenchmarkIndex
+) -> None:
+    before = problem(benchmark, "66_product_analysis")["before"]
+    data = before[before.index('"""') : before.index('"""', before.index('"""') + 3) + 3]  # its CSV table
+    match = matched(index, post_code=f"{HOST}\n\nTABLE = {data}\n")
+    assert match is not None
+    assert (match.problem, match.method, match.field) == ("66_product_analysis", "literal", "post_code")
+    note = '\nNOTE = "a string literal of forty characters or more, but not a benchmark one"\n'
+    assert matched(index, post_code=HOST + note) is None
+
+
 def test_a_triplet_planted_from_one_problem_is_not_named_after_a_sibling(
     benchmark: list[dict[str, Any]], index: BenchmarkIndex
 ) -> None:

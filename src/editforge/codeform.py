@@ -6,9 +6,9 @@ it with cosmetic changes leaves the stream as it was:
 * comments, docstrings (a string that is a statement of its own), newlines,
   parentheses, semicolons and trailing commas are dropped, so layout,
   redundant brackets and a reformatter's choices do not count;
-* a string literal stands for its text, without prefix and quotes (an
-  f-string, whose text holds code, for "an f-string"), and a number for its
-  value, so quote style and the spelling of numbers (``1_000``, ``0x3e8``)
+* a string literal stands for its text, without prefix and quotes (in an
+  f-string every replacement field is ``{}``: it holds code, whose names a
+  renaming changes), and a number for its value, so quote style and the spelling of numbers (``1_000``, ``0x3e8``)
   do not count;
 * identifiers are *parameters*: keywords, builtins and dunder names stay as
   they are, every other name is compared only by where it occurred before.
@@ -65,6 +65,7 @@ _FIXED_KINDS = {
     "\n": NEWLINE, "(": OPEN_PAREN, ")": CLOSE_PAREN, "[": OPEN, "{": OPEN, "]": CLOSE, "}": CLOSE,
     ",": COMMA, ";": SEMICOLON,
 }
+_REPLACEMENT_FIELD = re.compile(r"\{[^{}]*\}")
 _LITERAL_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
@@ -109,11 +110,25 @@ class _TokenValues(dict[str, int]):
 
 
 def _string_text(token: str) -> str:
+    """A string token's text without prefix and quotes; an f-string's replacement fields as ``{}``.
+
+    A replacement field holds code, whose names a renaming changes.
+    """
     body = token.lstrip("rRbBuUfFtT")
-    if "f" in token[: len(token) - len(body)].lower():
-        return "f-string"  # its text holds code, whose names a renaming changes
     quotes = 3 if body[:3] in ('"""', "'''") else 1
-    return "s:" + body[quotes:-quotes]
+    text = body[quotes:-quotes]
+    if "f" in token[: len(token) - len(body)].lower():
+        return "f:" + _REPLACEMENT_FIELD.sub("{}", text)
+    return "s:" + text
+
+
+def string_literals(source: str) -> list[str]:
+    """The text of every string literal in ``source`` (docstrings too), as ``_string_text`` with blanks collapsed."""
+    return [
+        " ".join(_string_text(token).split())
+        for token in map(str.lstrip, _TOKEN.findall(source))
+        if token[-1:] in ("\"", "'") and token[0] != "#"
+    ]
 
 
 def _number_value(token: str) -> str:

@@ -10,6 +10,10 @@ Every triplet is compared with every benchmark problem, field by field:
   inside a longer triplet program, or a triplet program that is mostly a
   piece of a benchmark program. Similar programs contain each other, so a
   near copy is caught too.
+* **string literals** of at least ``MIN_LITERAL_CHARS`` characters found in a
+  benchmark program (data, messages, docstrings; blanks collapsed, an
+  f-string's fields as ``{}``): one such literal in a triplet's code is
+  evidence on its own, however little code surrounds it.
 * **instructions** (either style against either benchmark style) by
   character n-grams of the lower-cased words, also as containment both ways:
   a word substituted every eight words still leaves most n-grams, a benchmark
@@ -36,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from editforge.codeform import canonical_forms, fmix64, shingles
+from editforge.codeform import canonical_forms, fmix64, shingles, string_literals
 
 CODE_FIELDS = ("pre_code", "post_code")
 INSTRUCTION_FIELDS = ("instruction_lazy", "instruction_descriptive")
@@ -46,6 +50,8 @@ BENCHMARK_INSTRUCTION_FIELDS = ("instruction_lazy", "instruction_descriptive")
 # Canonical tokens per code shingle (about two lines of code) and characters per instruction n-gram.
 CODE_SHINGLE_TOKENS = 10
 CHAR_NGRAM = 5
+# A string literal this long found in a benchmark program is evidence on its own (data, messages).
+MIN_LITERAL_CHARS = 40
 # Distinct shingles a pair must share: to count a benchmark text as contained in a triplet's (or all of the
 # benchmark text's, when it has fewer), and to count a triplet's text as contained in a benchmark text.
 MIN_SHARED_BENCHMARK = {"code": 4, "instruction": 20}
@@ -162,6 +168,11 @@ class BenchmarkIndex:
                 self.instruction_entries.append((name, field))
                 instruction_texts.append(problem[field])
         self.problems = list(dict.fromkeys(name for name, _ in self.code_entries))
+        self._literals: dict[str, dict[str, str]] = {}  # text -> problem -> the first field that has it
+        for (name, field), text in zip(self.code_entries, code_texts):
+            for literal in string_literals(text):
+                if len(literal) >= MIN_LITERAL_CHARS:
+                    self._literals.setdefault(literal, {}).setdefault(name, field)
         self._code = _SetIndex(*code_shingles(code_texts))
         self._instructions = _SetIndex(*char_ngrams(instruction_texts))
 
@@ -200,6 +211,13 @@ class BenchmarkIndex:
                 per_problem = evidence[q // len(fields)]
                 total, best = per_problem.get(problem, (0, found))
                 per_problem[problem] = (total + found.shared, max(best, found, key=_strength))  # earlier field on ties
+        for number, record in enumerate(records):
+            for field in CODE_FIELDS:
+                for literal in string_literals(_text(record, field)):
+                    for problem, benchmark_field in self._literals.get(literal, {}).items():
+                        found = Match(problem, field, benchmark_field, "literal", 1.0, len(literal))
+                        total, best = evidence[number].get(problem, (0, found))
+                        evidence[number][problem] = (total + found.shared, max(best, found, key=_strength))
         order = {name: rank for rank, name in enumerate(self.problems)}
         return [
             min(found.items(), key=lambda item: (-item[1][0], -item[1][1].score, order[item[0]]))[1][1]

@@ -295,7 +295,8 @@ def decontamination_section(summary: Mapping[str, Any]) -> list[str]:
     lines.append(
         f"{len(matches)} triplets overlapped the benchmark (CanItEdit) and are in no file here: "
         f"{methods.get('code', 0)} by their code (canonical form: renaming, layout, quotes and docstrings do not "
-        f"count; containment either way), {methods.get('instruction', 0)} by an instruction (character n-grams). "
+        f"count; containment either way), {methods.get('literal', 0)} by a long string literal of a benchmark "
+        f"program, {methods.get('instruction', 0)} by an instruction (character n-grams). "
         f"{sum(1 for m in matches if m.get('kept_before'))} of them had passed every other filter."
     )
     if problems:
