@@ -6,12 +6,15 @@
 
 from snakemake.utils import min_version
 
+from editforge.config import read_yaml
+
 min_version("9.0")
 
 
 # The demo config applies only when no --configfile is given: Snakemake would
 # otherwise merge the two, and a paper run would inherit the demo's models.
 if not config:
+    read_yaml("config/config.yaml")  # a syntax error names its line and column, as Snakemake's own does not
 
     configfile: "config/config.yaml"
 
@@ -44,5 +47,14 @@ rule all:
         "results/report/topics.png",
 
 
+onstart:
+    run_lock.record_owner()
+
+
 onsuccess:
+    run_lock.release_owner()
     print_report()
+
+
+onerror:
+    run_lock.release_owner()

@@ -6,13 +6,23 @@ import re
 from pathlib import Path
 
 from editforge import config as efconfig
+from editforge import run_lock
+from editforge.run_summary import end_of_run
 
 config.update(efconfig.validate(config))
+
+# After a hard kill the same command resumes: the dead run's lock goes first (looked at by
+# the main process only: a cluster job parses this file too, on a node, while the run holds its lock).
+if workflow.is_main_process and (stale := run_lock.clear_stale_lock()):
+    print(stale)
 
 SHARDS = efconfig.shard_names(config)
 SYNTHESIS_MODELS = config["synthesis"]["models"]
 STUDENTS = list(config["training"]["students"])
 TARGETS = config["evaluation"]["targets"]
+# The models the preflight checks: every synthesis model, and every evaluated model behind an API.
+API_TARGETS = [t for t in TARGETS if config["models"].get(t, {}).get("backend") == "openai"]
+CHECKED_MODELS = list(dict.fromkeys([*SYNTHESIS_MODELS, *API_TARGETS]))
 TEMPLATES = sorted(str(p) for p in Path(workflow.basedir, "src", "editforge", "templates").glob("*"))
 
 
@@ -21,11 +31,14 @@ wildcard_constraints:
     model="|".join(map(re.escape, SYNTHESIS_MODELS)),
     student="|".join(map(re.escape, STUDENTS)) if STUDENTS else "(?!)",
     target="|".join(map(re.escape, TARGETS)),
+    checked="|".join(map(re.escape, CHECKED_MODELS)),
 
 
 localrules:
     all,
     report,
+    # on the submit host, which reaches the API servers
+    preflight,
 
 
 def model_params(wildcards):
@@ -46,8 +59,9 @@ def sandbox_params_for_filtering():
 
 
 def synthesis_settings():
-    """Synthesis settings minus the model list: adding a model runs its branch only."""
-    return {k: v for k, v in config["synthesis"].items() if k != "models"}
+    """Synthesis settings minus the model list (adding a model runs its branch only) and the error budget
+    (it decides whether a job fails, not what it writes)."""
+    return {k: v for k, v in config["synthesis"].items() if k not in ("models", "max_error_share")}
 
 
 def target_params(wildcards):
@@ -71,9 +85,8 @@ def synthesis_gpus(wildcards):
 
 
 def _mem_mb(spec):
-    """Host memory: a model loaded in the job (in process or served) needs room for
-    its weights on the way to the GPU; an HTTP client needs little."""
-    return 64000 if efconfig.job_gpus(spec) else 4000
+    """Host memory: room for the weights of a model loaded in the job; an HTTP client needs little."""
+    return efconfig.job_mem_mb(spec)
 
 
 def synthesis_mem_mb(wildcards):
@@ -85,11 +98,11 @@ def target_threads(wildcards):
 
 
 def target_gpus(wildcards):
-    return efconfig.job_gpus(efconfig.target_spec(config, wildcards.target))
+    return efconfig.job_gpus(efconfig.resource_spec(config, wildcards.target))
 
 
 def target_mem_mb(wildcards):
-    return _mem_mb(efconfig.target_spec(config, wildcards.target))
+    return _mem_mb(efconfig.resource_spec(config, wildcards.target))
 
 
 def tests_model_gpus(wildcards):
@@ -102,6 +115,11 @@ def student_model_input(wildcards):
     if wildcards.target in STUDENTS:
         return f"results/training/{wildcards.target}/model"
     return []
+
+
+def target_preflight(wildcards):
+    """A target behind an API is checked before its generation (as a synthesis model is)."""
+    return f"results/preflight/evaluation/{wildcards.target}.txt" if wildcards.target in API_TARGETS else []
 
 
 def student_base_params(wildcards):
@@ -138,7 +156,4 @@ def student_settings(wildcards):
 
 
 def print_report():
-    for name in ("funnel.md", "summary.md"):
-        path = Path("results/report", name)
-        if path.exists():
-            print(path.read_text())
+    print(end_of_run())

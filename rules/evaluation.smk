@@ -30,6 +30,7 @@ rule eval_generate:
         benchmark="results/benchmark/canitedit.jsonl",
         excluded="results/evaluation/excluded.json",
         model=student_model_input,
+        preflight=target_preflight,
     output:
         "results/evaluation/{target}/completions.jsonl",
     params:

@@ -3,10 +3,29 @@
 # templates are inputs, so editing one reruns synthesis.
 
 
+# Before a model's first paid call: it answers, its key is accepted, the cache takes
+# files and has room, the benchmark loads (editforge.preflight). The file is temporary:
+# once the jobs that need it are done it goes, and a rerun that needs the model checks
+# again. Checks only: no params, so no setting change reruns what depends on it; one file
+# per use, so an evaluation rerun never reruns synthesis.
+rule preflight:
+    output:
+        temp("results/preflight/{use}/{checked}.txt"),
+    wildcard_constraints:
+        use="synthesis|evaluation",
+    log:
+        "logs/preflight/{use}/{checked}.log",
+    conda:
+        "../envs/synthesis.yaml"
+    script:
+        "../scripts/preflight.py"
+
+
 rule synthesize_round1:
     input:
         pairs="results/seeds/pairs/{shard}.jsonl",
         templates=TEMPLATES,
+        preflight="results/preflight/synthesis/{model}.txt",
     output:
         dialogues="results/synthesis/{model}/round1/{shard}.jsonl",
         usage="results/synthesis/{model}/round1/{shard}.usage.json",

@@ -15,7 +15,8 @@ with logged(snakemake.log[0]):
         snakemake.output.dialogues,
         name,
         snakemake.config["models"][name],
-        snakemake.params.settings,
+        # The error budget decides whether the job fails, not what it writes: not a param.
+        snakemake.params.settings | {"max_error_share": snakemake.config["synthesis"]["max_error_share"]},
         snakemake.config["cache_dir"],
         snakemake.output.usage,
     )

@@ -253,15 +253,21 @@ def test_a_rerun_is_served_from_the_cache_whatever_the_address_and_key(
     monkeypatch.setenv("KEY_A", "key-one")
     monkeypatch.setenv("KEY_B", "key-two")
     requests = [ask("a", n=2), Request(prompt="b")]
+    price = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
     with FakeServer(responder=echo) as first:
-        expected = texts(backend_for(first, tmp_path, api_key_env="KEY_A").generate(requests))
+        paid = backend_for(first, tmp_path, api_key_env="KEY_A", price=price)
+        expected = texts(paid.generate(requests))
     with FakeServer(responder=echo) as second:
-        backend = backend_for(second, tmp_path, api_key_env="KEY_B")
+        backend = backend_for(second, tmp_path, api_key_env="KEY_B", price=price)
         results = backend.generate(requests)
     assert sum(second.calls.values()) == 0
     assert texts(results) == expected
     assert all(c.cached for row in results for c in row)
-    assert (backend.usage.calls, backend.usage.cached, backend.usage.prompt_tokens) == (0, 3, 0)
+    assert (backend.usage.calls, backend.usage.cached, backend.usage.prompt_tokens, backend.usage.cost) == (0, 3, 0, 0)
+    # What the cached answers cost when they were made is kept: a resumed run still counts it.
+    assert (backend.usage.cached_prompt_tokens, backend.usage.cached_completion_tokens) == (
+        paid.usage.prompt_tokens, paid.usage.completion_tokens) != (0, 0)
+    assert backend.usage.cached_cost == pytest.approx(paid.usage.cost)
 
 
 def test_what_changes_the_answer_changes_the_cache_key(tmp_path: Path) -> None:

@@ -42,10 +42,17 @@ def _error(raw: dict) -> str:
     return str(info.value)
 
 
-def test_unknown_key_is_named(demo: dict) -> None:
+def test_unknown_key_is_named_with_the_key_meant(demo: dict) -> None:
     demo["filtering"]["max_hunk"] = 3
-    message = _error(demo)
-    assert "filtering" in message and "max_hunk" in message
+    assert "filtering: unknown key 'max_hunk' (did you mean 'max_hunks'?)" in _error(demo)
+    demo["filtering"].pop("max_hunk")
+    demo["seeds"]["colour"] = "blue"
+    assert "seeds: unknown key 'colour' (allowed: " in _error(demo)
+
+
+def test_a_replaced_key_says_what_replaced_it(demo: dict) -> None:
+    demo["filtering"]["decontamination"] = {"ngram": 13, "max_contaminated_share": 0.5}
+    assert "'ngram' was replaced: use code_containment and instruction_containment" in _error(demo)
 
 
 def test_wrong_type_is_named(demo: dict) -> None:
@@ -131,3 +138,26 @@ def test_cli_sandbox_runs_a_file_and_reports_its_outcome(tmp_path: Path, capsys:
     assert '"outcome": "pass"' in capsys.readouterr().out
     assert cli_main(["sandbox", str(bad)]) == 1
     assert '"outcome": "fail"' in capsys.readouterr().out
+
+
+def test_the_demo_asks_for_what_a_workstation_has(demo: dict) -> None:
+    """An in-process model on the CPU asks for no GPU and for memory by its size."""
+    cfg = efconfig.validate(demo)
+    specs = [cfg["models"][m] for m in cfg["synthesis"]["models"]]
+    specs += [efconfig.resource_spec(cfg, t) for t in cfg["evaluation"]["targets"]]
+    assert {(efconfig.job_gpus(s), efconfig.job_mem_mb(s)) for s in specs} == {(0, 4000)}
+
+
+@pytest.mark.parametrize(
+    ("spec", "gpus", "mem_mb"),
+    [
+        ({"backend": "transformers", "model": "Qwen/Qwen2.5-Coder-7B-Instruct"}, 1, 30000),
+        ({"backend": "transformers", "model": "org/tiny-350M", "device": "cpu"}, 0, 4000),
+        ({"backend": "transformers", "model": "embedded", "device": "cuda"}, 1, 4000),
+        ({"backend": "transformers", "model": "/models/my-finetune"}, 1, 64000),  # size unknown
+        ({"backend": "openai", "model": "deepseek-chat"}, 0, 4000),
+        ({"backend": "openai", "model": "Qwen/Qwen3-8B", "serve": {"gpus": 2}}, 2, 34000),
+    ],
+)
+def test_jobs_ask_for_gpus_and_memory_by_device_and_model_size(spec: dict, gpus: int, mem_mb: int) -> None:
+    assert (efconfig.job_gpus(spec), efconfig.job_mem_mb(spec)) == (gpus, mem_mb)

@@ -71,3 +71,47 @@ def test_write_funnel_adds_stages_and_an_optional_plot(tmp_path: Path) -> None:
     assert "| diff | 2 | 2 | no_change: 1 |" in markdown and markdown == render_markdown(funnel)
     write_funnel(*args, png_out=tmp_path / "funnel.png")
     assert (tmp_path / "funnel.png").read_bytes()[:8] == PNG
+
+
+def test_usage_is_booked_to_the_model_the_file_names_even_with_a_slash(tmp_path: Path) -> None:
+    (tmp_path / "seeds.json").write_text(json.dumps({"pairs": 1}))
+    (tmp_path / "dataset.json").write_text(json.dumps({"total": 1}))
+    usage = tmp_path / "synthesis/org/coder-7b/round1/000.usage.json"  # the model "org/coder-7b"
+    usage.parent.mkdir(parents=True)
+    usage.write_text(json.dumps({"model": "org/coder-7b", "calls": 3, "errors": 1, "prompt_tokens": 9}))
+    write_jsonl(tmp_path / "filtered.jsonl", [{"id": "1", "model": "org/coder-7b", "status": "ok"}])
+    funnel = write_funnel(tmp_path / "seeds.json", [usage], tmp_path / "filtered.jsonl", tmp_path / "dataset.json",
+                          tmp_path / "funnel.json", tmp_path / "funnel.md")
+    assert funnel["synthesis"]["org/coder-7b"]["usage"]["calls"] == 3
+    assert funnel["synthesis"]["org/coder-7b"]["usage"]["errors"] == 1
+
+
+def test_every_answer_is_counted_once_per_round_whichever_run_paid_for_it(tmp_path: Path) -> None:
+    """A shard resumed after a kill: the answers the killed run paid for come from the cache, with
+    their tokens and cost, so the funnel books every answer once; failed calls per round."""
+    (tmp_path / "seeds.json").write_text(json.dumps({"pairs": 2}))
+    (tmp_path / "dataset.json").write_text(json.dumps({"total": 1}))
+    rounds = {
+        "round1": {"calls": 3, "cached": 5, "errors": 1, "prompt_tokens": 30, "completion_tokens": 6,
+                   "cached_prompt_tokens": 50, "cached_completion_tokens": 10, "cost": 0.3, "cached_cost": 0.5},
+        "round2": {"calls": 2, "cached": 0, "errors": 0, "prompt_tokens": 20, "completion_tokens": 4,
+                   "cached_prompt_tokens": 0, "cached_completion_tokens": 0, "cost": 0.2, "cached_cost": 0.0},
+    }
+    paths = []
+    for round_, usage in rounds.items():
+        path = tmp_path / f"synthesis/m/{round_}/000.usage.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(usage | {"model": "m", "round": round_}))
+        paths.append(path)
+    write_jsonl(tmp_path / "filtered.jsonl", [{"id": "1", "model": "m", "status": "ok"}])
+    funnel = write_funnel(tmp_path / "seeds.json", paths, tmp_path / "filtered.jsonl", tmp_path / "dataset.json",
+                          tmp_path / "funnel.json", tmp_path / "funnel.md")
+    usage = funnel["synthesis"]["m"]["usage"]
+    assert (usage["answered"], usage["calls"], usage["cached"], usage["errors"]) == (10, 5, 5, 1)
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (100, 20)
+    assert (usage["cost"], usage["paid_cost"]) == (pytest.approx(1.0), pytest.approx(0.5))
+    assert usage["by_round"] == {"round1": {"answered": 8, "calls": 3, "cached": 5, "errors": 1},
+                                 "round2": {"answered": 2, "calls": 2, "cached": 0, "errors": 0}}
+    markdown = (tmp_path / "funnel.md").read_text()
+    assert "| m | 1 | 1 | - | 10 | 5 | 5 | 1 | 100 | 20 | 1.0000 |" in markdown
+    assert "| m | round1 | 8 | 3 | 5 | 1 |" in markdown

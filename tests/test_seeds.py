@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from editforge import seeds as seeds_module
 from editforge.records import read_jsonl
 from editforge.seeds import (
     SeedError,
@@ -318,6 +319,26 @@ def test_jsonl_source_counts_bad_rows(tmp_path: Path) -> None:
     assert stats["files_seen"] == 7
     assert stats["files_skipped"] == {"missing_column": 1, "not_json": 2, "not_text": 1, "vendored": 1}
     assert [s["path"] for s in snippets] == ["row 1: geo/area.py", "row 4"]
+    # The malformed lines are named, file and line, with what is wrong.
+    assert stats["malformed_lines"] == [
+        f"{path}:2: not JSON: Expecting value at column 1",
+        f"{path}:7: a JSON list, not an object",
+    ]
+
+
+def test_a_jsonl_line_longer_than_a_row_can_be_is_skipped_unparsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = "def area(w, h):\n    if w < 0 or h < 0:\n        raise ValueError('negative')\n    return w * h\n"
+    path = tmp_path / "rows.jsonl"
+    huge = json.dumps({"old_contents": "x = 1\n" * 200_000})  # 1.2 MB, over 4 x max_file_bytes
+    path.write_text("\n".join([json.dumps({"old_contents": good}), huge]) + "\n", encoding="utf-8")
+    parsed: list[int] = []
+    real_loads = json.loads
+    monkeypatch.setattr(json, "loads", lambda text, **kw: parsed.append(len(text)) or real_loads(text, **kw))
+    _, stats = collect_snippets([{"name": "rows", "type": "jsonl", "path": str(path)}],
+                                {**SETTINGS, "max_file_bytes": 100_000}, seed=1)
+    assert stats["files_skipped"] == {"too_large": 1} and max(parsed) < 1000
 
 
 def test_parquet_source(tmp_path: Path) -> None:
@@ -377,6 +398,24 @@ def test_empty_or_junk_sources_are_clear_errors(tmp_path: Path) -> None:
     rows.write_text(json.dumps({"content": "def f():\n    pass\n"}) + "\n")
     with pytest.raises(SeedError, match="no row of .* has the column 'old_contents'"):
         collect_snippets([{"name": "r", "type": "jsonl", "path": str(rows)}], SETTINGS, seed=1)
+
+
+def test_sources_that_cannot_make_pairs_fail_before_any_file_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "small.py").write_text(textwrap.dedent(FILES["pkg/math_utils.py"]))
+    (root / "huge.py").write_text("x = 1\n" * 100_000)  # 600 kB, over max_file_bytes
+    monkeypatch.setattr(seeds_module, "_parse", lambda text: pytest.fail("a file was parsed"))
+    with pytest.raises(SeedError) as info:
+        run(tmp_path, source(root), {**SETTINGS, "max_file_bytes": 300_000})
+    assert str(info.value) == (
+        "seeds: pairs need snippets from two different files, but the sources have 1 file(s) within "
+        "seeds.max_file_bytes = 300000 ('corpus': 1); add files or sources, or raise the limits"
+    )
+    with pytest.raises(SeedError, match=r"have 1 file\(s\) within .* and seeds.max_files = 1 "):
+        run(tmp_path, source(root), {**SETTINGS, "max_file_bytes": 10**6, "max_files": 1})
 
 
 def test_single_file_cannot_be_paired(tmp_path: Path) -> None:

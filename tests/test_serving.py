@@ -168,5 +168,5 @@ def test_served_student_is_evaluated_through_its_server_and_asks_for_gpus() -> N
     assert spec == {"backend": "openai", "model": f"results/training/{student}/model", "serve": {"gpus": 2},
                     "prompt_format": "editforge"}
     assert efconfig.job_gpus(spec) == 2
-    assert efconfig.job_gpus({"backend": "transformers", "model": "embedded"}) == 1
+    assert efconfig.job_gpus({"backend": "transformers", "model": "Qwen/Qwen2.5-Coder-7B-Instruct"}) == 1
     assert efconfig.job_gpus({"backend": "openai", "model": "deepseek-chat"}) == 0

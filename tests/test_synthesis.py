@@ -17,7 +17,7 @@ from editforge.backend import Backend, Completion, Request, UsageTotals
 from editforge.parsing import run_parse
 from editforge.records import RecordError, read_jsonl, write_jsonl
 from editforge.seeds import SeedError, run_seeds
-from editforge.synthesis import SynthesisError, load_fewshot, run_round1, run_round2, template
+from editforge.synthesis import ErrorBudgetExceeded, SynthesisError, load_fewshot, run_round1, run_round2, template
 
 PROGRAM = "def add(a, b):\n    return a - b"
 AFTER = "def add(a, b):\n    return a + b"
@@ -211,7 +211,7 @@ def test_failures_and_truncation_flow_to_parse(
 
     backend = ScriptedBackend(respond)
     install(monkeypatch, backend)
-    r1, r2, triplets = rounds(tmp_path, pairs_file, {"mode": "sectioned"})
+    r1, r2, triplets = rounds(tmp_path, pairs_file, {"mode": "sectioned", "max_error_share": 0.5})
     assert [r["status"] for r in r1] == ["dropped", "ok", "ok", "ok"]
     assert r1[0]["reason"] == "round1_error" and r1[0]["round1"]["program_before"]["error"]
     assert len(r1[0]["messages"]) == 2  # no answer was received
@@ -230,6 +230,27 @@ def test_failures_and_truncation_flow_to_parse(
     assert counts == {"call_error": 2, "ok": 1, "truncated": 1}
     usage = json.loads((tmp_path / "r2.usage.json").read_text())
     assert (usage["calls"], usage["errors"]) == (1, 1)
+
+
+def test_a_shard_over_its_error_budget_fails_naming_the_error_and_keeps_what_was_answered(
+    tmp_path: Path, pairs_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def respond(request: Request) -> Completion:
+        if "# 0\n" in user_text(request) or "# 1\n" in user_text(request):
+            return Completion(text="", finish_reason=None, error="HTTP 401: invalid API key")
+        return sectioned_respond(request)
+
+    install(monkeypatch, ScriptedBackend(respond))
+    spec = {"backend": "openai", "model": "m"}
+    with pytest.raises(ErrorBudgetExceeded, match=(
+        r"model 'm' \(round1\): 2 of 4 answers failed, more than synthesis.max_error_share = 0.25; "
+        r"most common error \(2x\): HTTP 401: invalid API key\. Fix the cause and rerun"
+    )):
+        run_round1(pairs_file, tmp_path / "r1.jsonl", "m", spec, {"max_error_share": 0.25}, None, tmp_path / "u.json")
+    assert not (tmp_path / "r1.jsonl").exists()
+    # At the budget the shard goes through, with its failures recorded.
+    run_round1(pairs_file, tmp_path / "r1.jsonl", "m", spec, {"max_error_share": 0.5}, None, tmp_path / "u.json")
+    assert [r["status"] for r in read_jsonl(tmp_path / "r1.jsonl")] == ["dropped", "dropped", "ok", "ok"]
 
 
 def test_round2_is_skipped_for_unparseable_round1_and_veto_is_dropped(
@@ -369,7 +390,8 @@ def test_commit_prompt_shows_code_diff_message_and_example_instructions(
 ) -> None:
     backend = ScriptedBackend(commit_respond)
     install(monkeypatch, backend)
-    run_round1(commits_file, tmp_path / "r1.jsonl", "m", {}, {"mode": "dialogue"}, None, tmp_path / "u.json")
+    settings = {"mode": "dialogue", "max_error_share": 0.5}
+    run_round1(commits_file, tmp_path / "r1.jsonl", "m", {}, settings, None, tmp_path / "u.json")
     seed = next(read_jsonl(commits_file))
     request = backend.calls[0][0]
     prompt = user_text(request)
@@ -388,7 +410,7 @@ def test_commit_prompt_shows_code_diff_message_and_example_instructions(
 def test_commit_mode_end_to_end_dialogue(tmp_path: Path, commits_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = ScriptedBackend(commit_respond)
     opened = install(monkeypatch, backend)
-    r1, r2, triplets = rounds(tmp_path, commits_file, {"mode": "dialogue"})
+    r1, r2, triplets = rounds(tmp_path, commits_file, {"mode": "dialogue", "max_error_share": 0.5})
     assert len(opened) == 1  # round 2 has nothing to ask and loads no model
     assert [len(call) for call in backend.calls] == [5]  # one free-form call per commit
     assert r2 == r1  # commit records pass round 2 unchanged
@@ -436,7 +458,7 @@ def test_commit_mode_end_to_end_sectioned(tmp_path: Path, commits_file: Path, mo
 
     backend = ScriptedBackend(respond)
     install(monkeypatch, backend)
-    r1, r2, triplets = rounds(tmp_path, commits_file, {"mode": "sectioned"})
+    r1, r2, triplets = rounds(tmp_path, commits_file, {"mode": "sectioned", "max_error_share": 0.5})
     assert [len(call) for call in backend.calls] == [5, 4]  # descriptive for all, lazy for those not cut off
     descriptive, lazy = backend.calls[0][0], backend.calls[1][0]
     assert descriptive.prefill == "[Descriptive]\n" and "[Lazy" in descriptive.sampling.stop

@@ -13,9 +13,12 @@ import os
 import random
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +200,84 @@ def tiny_run(
         yield TinyRun(workdir, config, server, run, calls, report)
 
 
+def _running_outputs(workdir: Path) -> list[str]:
+    """The outputs Snakemake has marked incomplete: those of the jobs running now."""
+    markers = workdir / ".snakemake/incomplete"
+    names = [p.name for p in markers.rglob("*") if p.is_file()] if markers.is_dir() else []
+    return [base64.urlsafe_b64decode(name.encode()).decode(errors="replace") for name in names if name[:1] != "@"]
+
+
+def _kill_when(command: list[str], ready: Any, what: str) -> None:
+    """Start the command, and kill -9 its whole process group once ``ready()`` holds."""
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not ready() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.02)
+    landed = ready()
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert landed, f"the kill did not land {what}"
+
+
+def test_a_hard_kill_mid_synthesis_and_mid_parse_resumes_with_the_same_command(
+    tmp_path: Path, tiny_run: TinyRun, code_dir: Path, tiny_model_dir: Path, benchmark_path: Path
+) -> None:
+    """kill -9 of the whole process group mid-synthesis, then mid-parse, then the same command: no
+    --unlock, no --rerun-incomplete, the outputs of an uninterrupted run, no finished call asked
+    again, and a funnel that counts every answer once."""
+    target = "results/dataset/train.jsonl"
+    with FakeServer(responder=synthesis_responder, latency_s=0.3) as server:
+        config = tiny_config(tmp_path, code_dir, server.base_url, str(tiny_model_dir), benchmark_path)
+        config["models"]["fake"]["max_concurrency"] = 1  # at most one call in flight per synthesis job
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                   "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", target]
+        _kill_when(command, lambda: sum(server.calls.values()) >= 5, "mid-synthesis")
+        assert sum(server.calls.values()) < 16, "the kill did not land mid-synthesis"
+        assert any((tmp_path / ".snakemake/locks").iterdir())  # what used to need --unlock
+        _kill_when(command, lambda: any("results/triplets/" in out for out in _running_outputs(tmp_path)),
+                   "mid-parse")
+        resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr[-4000:]
+        assert "removed the lock left by a run that was killed" in resumed.stdout + resumed.stderr
+        # Only a call cut off by a kill is asked again: one per synthesis job running, two at the first
+        # kill (two shards at once) and at most one at the second (the other core was parsing).
+        assert len(server.calls) == 16 and sum(server.calls.values()) <= 16 + 2 + 1
+        report = subprocess.run([*command[:-1], "results/report/funnel.json"], capture_output=True, text=True)
+        assert report.returncode == 0, report.stderr[-4000:]
+    for name in ("filtered/triplets.jsonl", "dataset/train.jsonl"):
+        assert (tmp_path / "results" / name).read_text() == (tiny_run.workdir / "results" / name).read_text(), name
+    usage = json.loads((tmp_path / "results/report/funnel.json").read_text())["synthesis"]["fake"]["usage"]
+    # Every answer once: those the killed runs paid for come from the cache, with their tokens.
+    uninterrupted = json.loads((tiny_run.workdir / "results/report/funnel.json").read_text())["synthesis"]["fake"]
+    assert usage["answered"] == 16 and usage["cached"] > 0 and usage["errors"] == 0
+    assert usage["prompt_tokens"] == uninterrupted["usage"]["prompt_tokens"]
+    assert usage["cost"] == pytest.approx(uninterrupted["usage"]["cost"]) and usage["paid_cost"] < usage["cost"]
+
+
+def test_an_unreachable_server_stops_the_run_before_any_synthesis(
+    tmp_path: Path, code_dir: Path, tiny_model_dir: Path, benchmark_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"  # nothing listens there once closed
+    config = tiny_config(tmp_path, code_dir, url, str(tiny_model_dir), benchmark_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(tmp_path)
+    assert result.returncode != 0
+    assert f"editforge error (logs/preflight/synthesis/fake.log): models.fake: cannot reach {url} (" in result.stderr
+    assert not (tmp_path / "results/synthesis").exists()
+
+
+def test_a_yaml_error_in_the_default_config_names_its_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text("seed: 1\nseeds:\n  num_prompts: [4\n  num_shards: 2\n")
+    result = subprocess.run([*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "-n"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "config/config.yaml:4:13: not valid YAML: expected ',' or ']', but got ':'" in result.stdout + result.stderr
+
+
 def test_lint_is_clean() -> None:
     result = subprocess.run(
         [*SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile")],
@@ -303,7 +384,9 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
     funnel = json.loads((results / "report/funnel.json").read_text())
     usage = funnel["synthesis"]["fake"]["usage"]
     assert usage["calls"] == 16 and usage["cost"] > 0
-    assert "funnel" in result.stdout.lower()  # printed at the end
+    end = result.stdout[result.stdout.rindex("editforge: run finished") :]  # one screen at the end
+    assert "| tiny-edit |" in end and "GPT-4" not in end and "Triplets: synthesized 8 ->" in end
+    assert len(end.splitlines()) < 25
 
     # The HTML report embeds every result flagged with report(), under its category, with its caption.
     assert tiny_run.report.returncode == 0, tiny_run.report.stderr[-3000:]

@@ -76,12 +76,24 @@ class Completion:
 
 @dataclass
 class UsageTotals:
+    """What a backend's calls in this process asked and got.
+
+    ``calls`` (paid now), ``cached`` and ``errors`` count completions; each answer is one
+    of them, so a job resumed after a kill counts the answers of the killed run as
+    ``cached``. Tokens and ``cost`` are those paid now; ``cached_*`` are the tokens the
+    cached answers cost when they were made, so ``prompt_tokens + cached_prompt_tokens``
+    is what every answer took, whichever run paid for it.
+    """
+
     calls: int = 0  # completions produced by the model in this process
     cached: int = 0  # completions served from the cache
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    cached_completion_tokens: int = 0
     cost: float | None = None  # only where the model spec gives prices
+    cached_cost: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -96,6 +108,9 @@ class Price:
 
     input_per_mtok: float
     output_per_mtok: float
+
+    def of(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
 
 
 @dataclass(frozen=True)
@@ -182,7 +197,8 @@ def open_backend(name: str, spec: Mapping[str, Any], cache_dir: str | Path | Non
     threads); ``chat_template`` (true; false, or a tokenizer without one, renders
     with ``edit_format.render_plain``).
 
-    ``cache_dir`` None turns caching off.
+    ``cache_dir`` None turns caching off; a cache folder that cannot take files fails here,
+    before any call is paid for (``CacheNotWritable``).
     """
     where = f"models.{name}"
     if not isinstance(spec, Mapping):
@@ -196,6 +212,8 @@ def open_backend(name: str, spec: Mapping[str, Any], cache_dir: str | Path | Non
     settings = _parse(_SETTINGS[kind], where, values, also_allowed=_SHARED_KEYS)
     price = None if spec.get("price") is None else _parse(Price, f"{where}.price", spec["price"])
     cache = None if cache_dir is None else CompletionCache(cache_dir)
+    if cache is not None:
+        cache.check_writable()  # before any call is paid for, not at the first answer
     if isinstance(settings, OpenAISettings):
         return OpenAIBackend(name, settings, _api_key(where, settings), cache, price)
     return TransformersBackend(name, settings, cache, price)
@@ -289,10 +307,8 @@ class Backend(ABC):
         """Totals of this process; tokens count only completions not served from the cache."""
         totals = replace(self._usage)
         if self._price is not None:
-            totals.cost = (
-                totals.prompt_tokens * self._price.input_per_mtok
-                + totals.completion_tokens * self._price.output_per_mtok
-            ) / 1e6
+            totals.cost = self._price.of(totals.prompt_tokens, totals.completion_tokens)
+            totals.cached_cost = self._price.of(totals.cached_prompt_tokens, totals.cached_completion_tokens)
         return totals
 
     @abstractmethod
@@ -359,11 +375,15 @@ class _Run:
                 self.positions.setdefault(key, []).append((index, sample))
         self.results: list[list[Completion | None]] = [[None] * len(row) for row in self.keys]
         hits = 0
+        usage = backend._usage
         for key, positions in self.positions.items():
             completion = backend._lookup(key)
             if completion is not None:
-                hits += self._fill(positions, completion)
-        backend._usage.cached += hits
+                filled = self._fill(positions, completion)
+                hits += filled
+                usage.cached_prompt_tokens += completion.prompt_tokens
+                usage.cached_completion_tokens += completion.completion_tokens
+        usage.cached += hits
         self.tokens = 0
         self.started = time.monotonic()
         total = sum(len(row) for row in self.keys)

@@ -31,9 +31,25 @@ def cache_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
+class CacheNotWritable(OSError):
+    """The cache folder cannot take files: found before any call is paid for."""
+
+
 class CompletionCache:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Create the folder and a file in it, or raise CacheNotWritable naming the folder and the fix."""
+        probe = self.root / f".probe-{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe.write_text("ok", encoding="utf-8")
+            probe.unlink()
+        except OSError as err:
+            raise CacheNotWritable(
+                f"cache_dir: cannot write to {self.root} ({err.strerror or err}); set cache_dir to a writable folder"
+            ) from None
 
     def path(self, key: str) -> Path:
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):

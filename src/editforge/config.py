@@ -9,7 +9,9 @@ fills in defaults, so every stage reads one complete, checked config.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -58,14 +60,50 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML config file and validate it."""
+# Keys that were renamed or replaced: the old name -> what to write instead.
+REPLACED_KEYS = {
+    "filtering.decontamination.ngram": "code_containment and instruction_containment (containment, not n-gram runs)",
+    "filtering.decontamination.minhash_threshold": "code_containment",
+}
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """The error's message; for an unknown key, what was meant (the nearest allowed key, or its replacement)."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return error.message
+    allowed = sorted(error.schema.get("properties", {}))
+    hints = []
+    for key in sorted(set(error.instance) - set(allowed)):
+        path = ".".join([*map(str, error.absolute_path), str(key)])
+        if path in REPLACED_KEYS:
+            hints.append(f"'{key}' was replaced: use {REPLACED_KEYS[path]}")
+            continue
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+        hints.append(f"unknown key '{key}' ({hint})")
+    return "; ".join(hints)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """The contents of a YAML file; a syntax error names the file, line and column."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = f" ({err.context})" if err.context else ""
+        raise ConfigError(f"{where}: not valid YAML: {err.problem}{context}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    raw = read_yaml(path)
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys, not a {type(raw).__name__}")
     return validate(raw or {})
 
 
@@ -75,7 +113,7 @@ def validate(raw: dict[str, Any], *, check_env: bool = True) -> dict[str, Any]:
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"  {_key_path(e)}: {e.message}" for e in errors]
+        lines = [f"  {_key_path(e)}: {_message(e)}" for e in errors]
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     for section, defaults in (("synthesis", SYNTHESIS_SAMPLING), ("evaluation", EVALUATION_SAMPLING)):
         cfg[section]["sampling"] = {**defaults, **cfg[section]["sampling"]}
@@ -226,10 +264,48 @@ def target_spec(cfg: dict[str, Any], target: str, model_dir: str | None = None) 
     return spec
 
 
+def resource_spec(cfg: dict[str, Any], target: str) -> dict[str, Any]:
+    """The spec whose size a job evaluating ``target`` is planned by: a student's is its
+    base model's (its trained folder has the same size), with the student's ``serve``."""
+    spec = target_spec(cfg, target)
+    if target in cfg["models"]:
+        return spec
+    base = student_base(cfg, target)
+    return base | {"backend": spec["backend"], "serve": spec["serve"]} if "serve" in spec else base
+
+
 def job_gpus(spec: dict[str, Any]) -> int:
-    """GPUs a job calling this model asks for: a served model's, one for an
-    in-process model (on a workstation, the local profile's gpu=1 lets one such job
-    run at a time), none for a remote server."""
+    """GPUs a job calling this model asks for: a served model's; one for an in-process
+    model, unless it runs on the CPU (``device: cpu``, or the embedded model without
+    ``device: cuda``); none for a remote server."""
     if "serve" in spec:
         return int(spec["serve"].get("gpus", 1))
-    return 1 if spec["backend"] == "transformers" else 0
+    if spec["backend"] != "transformers" or _on_cpu(spec):
+        return 0
+    return 1
+
+
+def _on_cpu(spec: dict[str, Any]) -> bool:
+    device = spec.get("device", "auto")
+    return device == "cpu" or (spec.get("model") == "embedded" and device != "cuda")
+
+
+# Parameters of the embedded model (SmolLM2-135M-Instruct).
+EMBEDDED_PARAMETERS = 135e6
+_PARAMETER_COUNT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
+
+
+def job_mem_mb(spec: dict[str, Any]) -> int:
+    """Host memory for a job calling this model: room for the weights of a model loaded in
+    the job (4 bytes a parameter, as loading may pass through float32, plus 2 GB), read from
+    its size in the name ("7B", "135M") where one is given, else 64 GB; 4 GB otherwise."""
+    if spec["backend"] != "transformers" and "serve" not in spec:
+        return 4000
+    model = str(spec.get("model", ""))
+    if model == "embedded":
+        parameters = EMBEDDED_PARAMETERS
+    elif match := _PARAMETER_COUNT.search(model.rsplit("/", 1)[-1]):
+        parameters = float(match.group(1)) * (1e9 if match.group(2) in "bB" else 1e6)
+    else:
+        return 64000
+    return max(4000, int(parameters * 4 / 1e6) + 2000)

@@ -11,7 +11,9 @@ where ``call_number`` counts the calls of that same request (1 for the first):
 The server counts calls and successful answers per request (``calls``,
 ``served``, keyed by ``request_id``), so tests can check that nothing was asked
 twice. ``concurrency`` caps the requests served at once and ``latency_s`` delays
-each answer, as a model server would.
+each answer, as a model server would. ``api_key`` makes every endpoint answer 401
+to any other key, and ``listed_models`` is what ``/v1/models`` lists (None: 404, as
+a provider without a listing).
 
 In a test::
 
@@ -146,6 +148,8 @@ class FakeServer:
         concurrency: int | None = None,
         max_choices: int | None = None,
         port: int = 0,
+        api_key: str | None = None,
+        listed_models: Sequence[str] | None = ("fake",),
     ) -> None:
         self.responder = responder
         self.script = script
@@ -153,6 +157,8 @@ class FakeServer:
         self.concurrency = concurrency
         self.max_choices = max_choices  # answer fewer choices than asked, as servers ignoring n do
         self.port = port
+        self.api_key = api_key
+        self.listed_models = listed_models
         self.calls: Counter[str] = Counter()  # every call, by request_id
         self.served: Counter[str] = Counter()  # answers with choices, by request_id
         self.bodies: list[dict[str, Any]] = []  # every request body, in arrival order
@@ -210,8 +216,20 @@ class FakeServer:
 
     # ---- handlers
 
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """401 for a key other than ``api_key``, as a provider answers; None where the key is accepted."""
+        if self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}":
+            return None
+        error = {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
+        return web.json_response({"error": error}, status=401)
+
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "fake"}]})
+        if refusal := self._refusal(request):
+            return refusal
+        if self.listed_models is None:
+            return web.json_response({"error": {"message": "Not found", "code": 404}}, status=404)
+        data = [{"id": name, "object": "model", "owned_by": "fake"} for name in self.listed_models]
+        return web.json_response({"object": "list", "data": data})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, chat=True)
@@ -226,6 +244,8 @@ class FakeServer:
         self.bodies.append(body)
         self.paths.append(request.path)
         self.authorizations.append(request.headers.get("Authorization", ""))
+        if refusal := self._refusal(request):
+            return refusal
         behaviour = self.script(body, self.calls[key]) if self.script else OK
         if self._slots is None:
             return await self._behave(request, body, key, behaviour, chat)

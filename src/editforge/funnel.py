@@ -75,22 +75,47 @@ def outcomes_of(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int
     return {model: dict(counts) for model, counts in sorted(outcomes.items())}
 
 
-def _usage_by_model(usage_paths: list[PathLike]) -> dict[str, dict[str, float]]:
-    """Sum usage files laid out as results/synthesis/<model>/round<r>/<shard>.usage.json."""
+COUNTS = ("calls", "cached", "errors")
+TOKENS = ("prompt_tokens", "completion_tokens")
+
+
+def _usage_by_model(usage_paths: list[PathLike]) -> dict[str, dict[str, Any]]:
+    """Sum usage files (results/synthesis/<model>/round<r>/<shard>.usage.json) per the model they name.
+
+    Per model: ``answered`` (every answer once: ``calls`` paid by the run that wrote the
+    file, plus ``cached``, which includes answers paid by an earlier run that was killed),
+    ``errors`` (calls that failed after their retries), the tokens and ``cost`` of all the
+    answers, ``paid_cost`` (what the runs that wrote the files paid), and the counts per
+    round in ``by_round``. The model is read from the file, not its path: a name may hold ``/``.
+    """
     totals: dict[str, Counter[str]] = defaultdict(Counter)
+    rounds: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
     priced: set[str] = set()
     for path in usage_paths:
-        model = Path(path).parts[-3]
         usage = json.loads(Path(path).read_text())
-        for key in ("calls", "cached", "errors", "prompt_tokens", "completion_tokens"):
+        model = usage.get("model") or Path(path).parts[-3]
+        round_ = usage.get("round") or Path(path).parent.name
+        for key in COUNTS:
             totals[model][key] += usage.get(key) or 0
+            rounds[model][round_][key] += usage.get(key) or 0
+        for key in TOKENS:
+            totals[model][key] += (usage.get(key) or 0) + (usage.get(f"cached_{key}") or 0)
         if usage.get("cost") is not None:
-            totals[model]["cost"] += usage["cost"]
             priced.add(model)
-    result: dict[str, dict[str, float]] = {}
+            totals[model]["paid_cost"] += usage["cost"]
+            totals[model]["cost"] += usage["cost"] + (usage.get("cached_cost") or 0)
+    result: dict[str, dict[str, Any]] = {}
     for model, counts in totals.items():
-        result[model] = dict(counts)
-        result[model]["cost"] = round(counts["cost"], 6) if model in priced else None  # type: ignore[assignment]
+        result[model] = {
+            "answered": counts["calls"] + counts["cached"],
+            **{key: counts[key] for key in (*COUNTS, *TOKENS)},
+            "cost": round(counts["cost"], 6) if model in priced else None,
+            "paid_cost": round(counts["paid_cost"], 6) if model in priced else None,
+            "by_round": {
+                round_: {"answered": c["calls"] + c["cached"], **{key: c[key] for key in COUNTS}}
+                for round_, c in sorted(rounds[model].items())
+            },
+        }
     return result
 
 
@@ -141,16 +166,26 @@ def render_markdown(funnel: dict[str, Any]) -> str:
             reasons = ", ".join(f"{r} {n}" for r, n in sorted(seeds[group].items()))
             lines.append(f"- {group.replace('_', ' ')}: {reasons}")
     lines += ["", "## Synthesis to filtered triplets", "",
-              "| model | prompts | kept | dropped (by reason) | calls | cached | tokens in | tokens out | cost |",
-              "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+              "| model | prompts | kept | dropped (by reason) | answered calls | paid now | from cache | failed calls "
+              "| tokens in | tokens out | cost |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for model, row in funnel["synthesis"].items():
         use = row["usage"]
         drops = "; ".join(f"{r}: {n}" for r, n in row["dropped"].items()) or "-"
         cost = "-" if use.get("cost") is None else f"{use['cost']:.4f}"
         lines.append(
-            f"| {model} | {row['prompts']} | {row['kept']} | {drops} | {use.get('calls', 0):.0f} | "
-            f"{use.get('cached', 0):.0f} | {use.get('prompt_tokens', 0):.0f} | {use.get('completion_tokens', 0):.0f} | {cost} |"
+            f"| {model} | {row['prompts']} | {row['kept']} | {drops} | {use.get('answered', 0):.0f} | "
+            f"{use.get('calls', 0):.0f} | {use.get('cached', 0):.0f} | {use.get('errors', 0):.0f} | "
+            f"{use.get('prompt_tokens', 0):.0f} | {use.get('completion_tokens', 0):.0f} | {cost} |"
         )
+    lines += ["", "Tokens and cost are those of every answer, whichever run paid for it (an answer from the cache "
+              "was paid once, by an earlier run); failed calls are those that failed after their retries.", "",
+              "| model | round | answered calls | paid now | from cache | failed calls |",
+              "|---|---|---:|---:|---:|---:|"]
+    for model, row in funnel["synthesis"].items():
+        for round_, use in row["usage"].get("by_round", {}).items():
+            lines.append(f"| {model} | {round_} | {use['answered']:.0f} | {use['calls']:.0f} | {use['cached']:.0f} | "
+                         f"{use['errors']:.0f} |")
     if funnel.get("stages"):
         lines += ["", "## Triplets after each stage", "", *stage_table(funnel["stages"])]
     dataset = funnel["dataset"]

@@ -104,20 +104,41 @@ def stage_frame(stages: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     )
 
 
-def html_table(frame: pl.DataFrame, title: str, note: str = "") -> str:
-    """A self-contained HTML page with ``frame`` as a table: numbers right-aligned,
-    floats with two decimals, nulls as a dash; rows whose ``source`` is the paper's in grey."""
+def calls_frame(synthesis: Mapping[str, Mapping[str, Any]]) -> pl.DataFrame:
+    """The funnel's calls per synthesis model and round: answered (paid now or from the cache) and failed."""
+    return pl.DataFrame(
+        [
+            {"model": model, "round": round_, "answered calls": use["answered"], "paid now": use["calls"],
+             "from cache": use["cached"], "failed calls": use["errors"]}
+            for model, row in synthesis.items()
+            for round_, use in row.get("usage", {}).get("by_round", {}).items()
+        ],
+        schema={"model": pl.String, "round": pl.String,
+                **dict.fromkeys(("answered calls", "paid now", "from cache", "failed calls"), pl.Int64)},
+    )
+
+
+def html_table(frame: pl.DataFrame, title: str, note: str = "",
+               more: Sequence[tuple[str, pl.DataFrame]] = ()) -> str:
+    """A self-contained HTML page with ``frame`` as a table (and the ``more`` tables after it, each
+    with its title): numbers right-aligned, floats with two decimals, nulls as a dash; rows whose
+    ``source`` is the paper's in grey."""
+    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    body = _table_html(frame) + note_html
+    body += "".join(f"<h3>{html.escape(name)}</h3>{_table_html(table)}" for name, table in more)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body><h3>{html.escape(title)}</h3>{body}</body></html>\n"
+    )
+
+
+def _table_html(frame: pl.DataFrame) -> str:
     header = "".join(f"<th>{html.escape(name)}</th>" for name in frame.columns)
     rows = []
     for row in frame.iter_rows(named=True):
         quoted = ' class="quoted"' if row.get("source") == QUOTED else ""
         rows.append(f"<tr{quoted}>{''.join(_cell(value) for value in row.values())}</tr>")
-    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body><h3>{html.escape(title)}</h3>"
-        f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>{note_html}</body></html>\n"
-    )
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _cell(value: Any) -> str:
@@ -153,6 +174,7 @@ def write_tables(summary_csv: PathLike, funnel_json: PathLike, pass_at_1_html: P
         note = warning.replace("**", "").replace("`", "") + " " + note
     table = pass_at_1_table(summary)
     Path(pass_at_1_html).write_text(html_table(table, "CanItEdit pass@1 (%)", note), encoding="utf-8")
-    stages = json.loads(Path(funnel_json).read_text())["stages"]
+    funnel = json.loads(Path(funnel_json).read_text())
     title = "Triplets remaining after each stage"
-    Path(funnel_html).write_text(html_table(stage_frame(stages), title), encoding="utf-8")
+    calls = ("Synthesis calls per model and round", calls_frame(funnel.get("synthesis", {})))
+    Path(funnel_html).write_text(html_table(stage_frame(funnel["stages"]), title, more=[calls]), encoding="utf-8")

@@ -176,6 +176,10 @@ class SeedSettings:
         return made
 
 
+# Malformed lines named in the stats and the log, the rest only counted.
+MAX_NAMED_LINES = 20
+
+
 @dataclass
 class Tally:
     """What the extraction saw and why it skipped things."""
@@ -185,6 +189,7 @@ class Tally:
     snippets_found: int = 0
     files_skipped: Counter[str] = field(default_factory=Counter)
     snippets_skipped: Counter[str] = field(default_factory=Counter)
+    malformed_lines: list[str] = field(default_factory=list)  # "file:line: what is wrong"
 
     def add(self, other: Tally) -> None:
         self.files_seen += other.files_seen
@@ -192,6 +197,15 @@ class Tally:
         self.snippets_found += other.snippets_found
         self.files_skipped.update(other.files_skipped)
         self.snippets_skipped.update(other.snippets_skipped)
+        self.malformed_lines.extend(other.malformed_lines[: MAX_NAMED_LINES - len(self.malformed_lines)])
+
+    def skip_line(self, path: Path, number: int, reason: str, what: str) -> None:
+        """Count a line of a JSON Lines source that holds no row, and name the first ones."""
+        self.files_skipped[reason] += 1
+        if len(self.malformed_lines) < MAX_NAMED_LINES:
+            where = f"{path}:{number}: {what}"
+            self.malformed_lines.append(where)
+            log.warning("skipped %s", where)
 
 
 @dataclass(frozen=True)
@@ -240,15 +254,8 @@ def _decode(data: bytes) -> str | None:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _directory_documents(
-    name: str,
-    root: Path,
-    include: Sequence[str],
-    exclude: Sequence[str],
-    settings: SeedSettings,
-    rng: random.Random,
-    tally: Tally,
-) -> Iterator[_Document]:
+def _directory_listing(name: str, root: Path, include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    """The files under ``root`` that the patterns select, as sorted relative paths."""
     if not root.is_dir():
         raise SeedError(f"source {name!r}: {root} is not a directory")
     prunable = [p for p in exclude if p.endswith("*")]
@@ -262,7 +269,27 @@ def _directory_documents(
             rel = prefix + filename
             if _matches(rel, include) and not _matches(rel, exclude):
                 listed.append(rel)
-    listed.sort()
+    return sorted(listed)
+
+
+def _small_enough(path: Path, settings: SeedSettings) -> bool | None:
+    """Whether the file is within ``max_file_bytes``, from its size alone (None: unreadable)."""
+    try:
+        return path.stat().st_size <= settings.max_file_bytes
+    except OSError:
+        return None
+
+
+def _directory_documents(
+    name: str,
+    root: Path,
+    include: Sequence[str],
+    exclude: Sequence[str],
+    settings: SeedSettings,
+    rng: random.Random,
+    tally: Tally,
+) -> Iterator[_Document]:
+    listed = _directory_listing(name, root, include, exclude)
     tally.files_seen += len(listed)
     candidates = []
     for rel in listed:
@@ -273,10 +300,11 @@ def _directory_documents(
             candidates.append(rel)
     for rel in _cap(candidates, settings.max_files, rng, tally):
         path = root / rel
+        small = _small_enough(path, settings)  # before the file is read whole
+        if not small:
+            tally.files_skipped["too_large" if small is False else "unreadable"] += 1
+            continue
         try:
-            if path.stat().st_size > settings.max_file_bytes:
-                tally.files_skipped["too_large"] += 1
-                continue
             data = path.read_bytes()
         except OSError:
             tally.files_skipped["unreadable"] += 1
@@ -338,22 +366,34 @@ def _jsonl_positions(name: str, path: Path) -> list[int]:
         raise SeedError(f"source {name!r}: cannot read {path} ({err})") from None
 
 
-def _jsonl_rows(path: Path, wanted: set[int], tally: Tally) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The objects on the lines ``wanted``; lines that hold none are counted."""
+# A JSON Lines row holds at most two files (a commit's old and new contents), which JSON
+# escaping can double, and a few short columns: a longer line is too large unread.
+def _max_row_bytes(settings: SeedSettings) -> int:
+    return 4 * settings.max_file_bytes + 65_536
+
+
+def _jsonl_rows(
+    path: Path, wanted: set[int], settings: SeedSettings, tally: Tally
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The objects on the lines ``wanted``; lines too long or holding none are counted, and named."""
+    limit = _max_row_bytes(settings)
     with _open_lines(path) as handle:
         for number, line in enumerate(handle, start=1):
             if number not in wanted:
                 continue
+            if len(line) > limit:
+                tally.files_skipped["too_large"] += 1
+                continue
             try:
                 row = json.loads(line)
             except UnicodeDecodeError:
-                tally.files_skipped["binary_or_not_utf8"] += 1
+                tally.skip_line(path, number, "binary_or_not_utf8", "not UTF-8")
                 continue
-            except json.JSONDecodeError:
-                tally.files_skipped["not_json"] += 1
+            except json.JSONDecodeError as err:
+                tally.skip_line(path, number, "not_json", f"not JSON: {err.msg} at column {err.colno}")
                 continue
             if not isinstance(row, dict):
-                tally.files_skipped["not_json"] += 1
+                tally.skip_line(path, number, "not_json", f"a JSON {type(row).__name__}, not an object")
                 continue
             yield number, row
 
@@ -424,7 +464,7 @@ def _table_rows(
         if index not in wanted:
             continue
         if table.fmt == "jsonl":
-            rows = _jsonl_rows(table.path, wanted[index], tally)
+            rows = _jsonl_rows(table.path, wanted[index], settings, tally)
         else:
             rows = _parquet_rows(name, table.path, *opened[index], wanted[index])
         for number, row in rows:
@@ -861,6 +901,55 @@ def _checked(sources: list[dict[str, Any]], settings: dict[str, Any] | SeedSetti
     return settings if isinstance(settings, SeedSettings) else SeedSettings.from_dict(settings)
 
 
+def _files_within_limits(source: dict[str, Any], settings: SeedSettings, enough: int) -> int | None:
+    """How many of the source's files (or rows) pass the checks that need no parsing, counted up
+    to ``enough``; None where that is unknown before the rows are downloaded (an ``hf`` source)."""
+    name, kind = source["name"], source["type"]
+    cap = settings.max_files or enough
+    if kind in ("stdlib", "directory"):
+        if kind == "directory" and not source.get("path"):
+            raise SeedError(f"source {name!r}: type {kind!r} needs 'path'")
+        root = Path(source["path"]) if kind == "directory" else Path(sysconfig.get_paths()["stdlib"])
+        include = source.get("include", ["**/*.py"]) if kind == "directory" else ["**/*.py"]
+        found = 0
+        for rel in _directory_listing(name, root, include, source.get("exclude", [])):
+            if found >= min(enough, cap):
+                break
+            found += bool(_path_reason(rel) is None and _small_enough(root / rel, settings))
+        return found
+    if kind == "jsonl" and source.get("path"):
+        path, limit, found = Path(source["path"]), _max_row_bytes(settings), 0
+        if not path.is_file():
+            raise SeedError(f"source {name!r}: {path} is not a file")
+        try:
+            with _open_lines(path) as handle:
+                for line in handle:
+                    if found >= min(enough, cap):
+                        break
+                    found += bool(line.strip() and len(line) <= limit)
+        except (OSError, EOFError) as err:
+            raise SeedError(f"source {name!r}: cannot read {path} ({err})") from None
+        return found
+    return None
+
+
+def check_sources(sources: list[dict[str, Any]], settings: dict[str, Any] | SeedSettings) -> None:
+    """Fail before any file is parsed when the sources cannot make pairs: snippets of two
+    different files are needed, and fewer than two files are readable within the limits."""
+    config = _checked(sources, settings)
+    counts = {source["name"]: _files_within_limits(source, config, 2) for source in sources}
+    known = [count for count in counts.values() if count is not None]
+    if len(known) < len(counts) or sum(known) >= 2:
+        return
+    found = ", ".join(f"{name!r}: {count}" for name, count in counts.items())
+    raise SeedError(
+        f"seeds: pairs need snippets from two different files, but the sources have {sum(known)} "
+        f"file(s) within seeds.max_file_bytes = {config.max_file_bytes}"
+        f"{f' and seeds.max_files = {config.max_files}' if config.max_files else ''} ({found}); "
+        "add files or sources, or raise the limits"
+    )
+
+
 def collect_snippets(
     sources: list[dict[str, Any]], settings: dict[str, Any] | SeedSettings, seed: int
 ) -> tuple[list[Snippet], dict[str, Any]]:
@@ -921,6 +1010,7 @@ def collect_snippets(
         "files_skipped": dict(sorted(total.files_skipped.items())),
         "snippets_found": total.snippets_found,
         "snippets_skipped": dict(sorted(total.snippets_skipped.items())),
+        "malformed_lines": total.malformed_lines,
         "duplicates_removed": duplicates,
         "snippets": len(snippets),
         "snippets_by_kind": dict(sorted(Counter(s["kind"] for s in snippets).items())),
@@ -1124,6 +1214,7 @@ def collect_commits(
         "files_seen": total.files_seen,  # rows: one changed file each
         "files_used": total.files_used,
         "files_skipped": dict(sorted(total.files_skipped.items())),
+        "malformed_lines": total.malformed_lines,
         "duplicates_removed": duplicates,
         "commits_found": len(commits),
     }
@@ -1204,6 +1295,7 @@ def run_seeds(
         write_json(stats_path, stats)
         log.info("seeds: %d rows seen, %d commits", stats["files_seen"], len(records))
         return stats
+    check_sources(sources, config)  # before any file is parsed
     snippets, stats = collect_snippets(sources, config, seed)
     pairs = make_pairs(snippets, config.num_prompts, sorted(load_fewshot()), seed)
     stats.update(pairs_requested=config.num_prompts, pairs=len(pairs), shards=_shard(pairs, shard_paths, stems))

@@ -16,7 +16,8 @@ def logged(path: str | os.PathLike[str]) -> Iterator[None]:
     """Redirect stdout and stderr (Python's and the C-level streams) to ``path``.
 
     A failure is written to the log with its traceback and raised again, so
-    Snakemake marks the job failed and points at the log.
+    Snakemake marks the job failed and points at the log; its message, one line, also
+    goes to the job's own stderr (the terminal of a local run), so the cause shows first.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
@@ -30,9 +31,11 @@ def logged(path: str | os.PathLike[str]) -> Iterator[None]:
         logging.basicConfig(
             stream=log, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
         )
+        failure: BaseException | None = None
         try:
             yield
-        except BaseException:
+        except BaseException as err:
+            failure = err
             log.write(traceback.format_exc())
             raise
         finally:
@@ -42,3 +45,11 @@ def logged(path: str | os.PathLike[str]) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+            if isinstance(failure, Exception):
+                print(f"editforge error ({path}): {one_line(failure)}", file=sys.stderr, flush=True)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line; its type where the message does not say what went wrong."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, (ValueError, RuntimeError)) else f"{type(err).__name__}: {text}"

@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -54,8 +55,22 @@ from string import Template
 from typing import Any
 
 from .backend import Backend, Completion, Request, Sampling, UsageTotals, open_backend
-from .parsing import COMMIT_KIND, ROUND1_ERROR, ROUND2_ERROR, Round1Parsed, parse_round1_record
-from .records import DialogueRecord, RecordError, Turn, read_jsonl, status_counts, write_json, write_jsonl
+from .parsing import (
+    COMMIT_KIND,
+    ROUND1_ERROR,
+    ROUND2_ERROR,
+    Round1Parsed,
+    parse_round1_record,
+)
+from .records import (
+    DialogueRecord,
+    RecordError,
+    Turn,
+    read_jsonl,
+    status_counts,
+    write_json,
+    write_jsonl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +80,17 @@ CacheDir = str | Path | None  # None: no cache
 PROMPT_VERSION = "v1"  # the suffix of the template files in use
 MODES = ("sectioned", "dialogue")
 DEFAULT_SAMPLING = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 2048}  # the paper's
+DEFAULT_MAX_ERROR_SHARE = 0.05
 FEWSHOT_FIELDS = ("id", "program_before", "descriptive", "lazy", "program_after")
 _HEADER_LEFTOVER = re.compile(r"(?:^|\n)[ \t*#_]*$")
 
 
 class SynthesisError(ValueError):
     """A synthesis setting, template or input record that cannot be used."""
+
+
+class ErrorBudgetExceeded(RuntimeError):
+    """More of a shard's calls failed than ``synthesis.max_error_share`` allows."""
 
 
 @dataclass(frozen=True)
@@ -324,6 +344,24 @@ def _sectioned(
     return answers
 
 
+def _check_error_budget(model_name: str, kind: str, answers: list[_Answer], max_share: float) -> None:
+    """Fail the shard when too many of its answers failed, naming the most common error.
+
+    The answers that came back are in the cache by now, so the rerun asks only for the rest.
+    """
+    errors = Counter(
+        turn.get("error") for answer in answers if answer.failed for turn in answer.turns.values() if turn.get("error")
+    )
+    failed = sum(1 for answer in answers if answer.failed)
+    if answers and failed / len(answers) > max_share:
+        error, count = errors.most_common(1)[0] if errors else ("unknown", failed)
+        raise ErrorBudgetExceeded(
+            f"model {model_name!r} ({kind}): {failed} of {len(answers)} answers failed, more than "
+            f"synthesis.max_error_share = {max_share}; most common error ({count}x): {error}. "
+            "Fix the cause and rerun: finished calls are cached and are not paid again."
+        )
+
+
 @dataclass
 class _Group:
     """Records answered the same way: their indices, conversations and round."""
@@ -357,6 +395,7 @@ def _ask(
                 answers = _free_form(backend, group.conversations, sampling, desc)
             else:
                 answers = _sectioned(backend, group.conversations, group.round_.steps, sampling, desc)
+            _check_error_budget(model_name, kind, answers, settings.get("max_error_share", DEFAULT_MAX_ERROR_SHARE))
             for i, conversation, answer in zip(group.todo, group.conversations, answers):
                 record = records[i]
                 record[group.round_.key] = answer.turns
@@ -401,7 +440,7 @@ def run_round1(
         todo = [i for i, record in enumerate(records) if is_commit(record["pair"]) == commit]
         groups.append(_Group(round_, todo, [list(records[i]["messages"]) for i in todo]))
     usage = _ask(records, groups, model_name, model_spec, settings, cache_dir)
-    return _write(records, usage, out_path, usage_path)
+    return _write(records, usage | {"model": model_name, "round": "round1"}, out_path, usage_path)
 
 
 def run_round2(
@@ -432,4 +471,4 @@ def run_round2(
     ]
     conversations = [[*records[i]["messages"], round2_message()] for i in todo]
     usage = _ask(records, [_Group(ROUND2, todo, conversations)], model_name, model_spec, settings, cache_dir)
-    return _write(records, usage, out_path, usage_path)
+    return _write(records, usage | {"model": model_name, "round": "round2"}, out_path, usage_path)

@@ -1,0 +1,17 @@
+"""Rule preflight: see editforge.preflight."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda envs too
+
+from pathlib import Path
+
+from editforge.preflight import run_preflight
+from editforge.stage_log import logged
+
+with logged(snakemake.log[0]):
+    checked = run_preflight(
+        snakemake.wildcards.checked, snakemake.wildcards.use, snakemake.config, "results/benchmark/canitedit.jsonl"
+    )
+    print("\n".join(checked))
+    Path(snakemake.output[0]).write_text("\n".join(checked) + "\n", encoding="utf-8")
