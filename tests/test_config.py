@@ -123,6 +123,23 @@ def test_cli_check_config_reports_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert cli_main(["check-config", str(tmp_path / "absent.yaml")]) == 2
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ("seed: 1\nseeds:\n  num_prompts: [4\n  num_shards: 2\n", "4:13", "expected ',' or ']', but got ':'"),
+        ("seed: 1\n\tseeds: {}\n", "2:1", "found character '\\t' that cannot start any token"),
+        ("seeds:\n  num_prompts: 4\n num_shards: 2\n", "3:2", "expected <block end>, but found"),
+    ],
+)
+def test_a_yaml_syntax_error_names_file_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str, problem: str
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    assert cli_main(["check-config", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"{bad}:{where}: not valid YAML: {problem}")
+
+
 def test_key_order_does_not_matter(demo: dict) -> None:
     """Rule params are compared by repr: reordering YAML keys must not change them."""
     reordered = dict(reversed(list(demo.items())))

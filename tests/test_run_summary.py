@@ -39,9 +39,14 @@ def test_the_end_screen_holds_measured_rows_stages_errors_and_where_things_are(t
     assert any(line.startswith("Warning: the programs of mine ran WITHOUT isolation") for line in lines)
     assert "Triplets: synthesized 10 -> parsed 7" in lines and "Training samples: 12" in lines
     assert "Failed calls: org/m 3" in lines
+    assert f"Tables: {tmp_path / 'summary.md'} (pass@k, all splits, the paper's rows)" in lines
     assert len(lines) < 25
 
 
-def test_a_run_without_evaluation_prints_what_it_has(tmp_path: Path) -> None:
+def test_a_run_of_part_of_the_workflow_prints_only_what_it_made(tmp_path: Path) -> None:
     text = end_of_run(tmp_path / "missing", tmp_path / "dataset")
-    assert "pass@1" not in text and "Triplets" not in text and "snakemake --report" in text
+    assert "pass@1" not in text and "Triplets" not in text and "Tables" not in text and "Dataset" not in text
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset/README.md").write_text("card")
+    text = end_of_run(tmp_path / "missing", tmp_path / "dataset")
+    assert f"Dataset: {tmp_path / 'dataset'}/ (README.md is its card)" in text

@@ -148,10 +148,20 @@ def check_cache_dir(cache_dir: str | os.PathLike[str], expected_answers: int, ma
     free = shutil.disk_usage(root).free
     if free < needed:
         raise PreflightError(
-            f"cache_dir: {root} has {free / 1e9:.1f} GB free, and about {needed / 1e9:.1f} GB are needed for "
+            f"cache_dir: {root} has {_size(free)} free, and about {_size(needed)} are needed for "
             f"{expected_answers} answers of up to {max_tokens} tokens; free space or move cache_dir"
         )
-    return f"cache_dir: {root} is writable, {free / 1e9:.1f} GB free (about {needed / 1e9:.2f} GB needed)"
+    return f"cache_dir: {root} is writable, {_size(free)} free (about {_size(needed)} needed)"
+
+
+def _size(count: float) -> str:
+    if count < 1000:
+        return f"{count:.0f} bytes"
+    for unit in ("kB", "MB"):
+        count /= 1000
+        if count < 1000:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1000:.1f} GB"
 
 
 def check_benchmark(source: str, loaded: str | os.PathLike[str]) -> str:

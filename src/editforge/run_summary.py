@@ -15,7 +15,8 @@ PathLike = str | os.PathLike[str]
 
 
 def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = "results/dataset") -> str:
-    """The text to print when a run ends; parts whose files are missing are left out."""
+    """The text to print when a run ends; parts whose files are missing (a run of part of the
+    workflow) are left out."""
     report, lines = Path(report_dir), ["", "editforge: run finished"]
     summary = report / "summary.md"
     if summary.is_file():
@@ -36,13 +37,16 @@ def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = 
         }
         if failed:
             lines.append("Failed calls: " + ", ".join(f"{model} {count:.0f}" for model, count in failed.items()))
-    lines += [
-        "",
-        f"Tables: {summary} (pass@k, all splits, the paper's rows), {report / 'funnel.md'} (every stage and drop)",
-        f"Dataset: {Path(dataset_dir)}/ (README.md is its card)",
-        "Report: snakemake --report results/report.html",
-        "",
-    ]
+    tables = [f"{path} ({what})" for path, what in ((summary, "pass@k, all splits, the paper's rows"),
+                                                    (report / "funnel.md", "every stage and drop")) if path.is_file()]
+    lines.append("")
+    if tables:
+        lines.append("Tables: " + ", ".join(tables))
+    if (Path(dataset_dir) / "README.md").is_file():
+        lines.append(f"Dataset: {Path(dataset_dir)}/ (README.md is its card)")
+    if tables:
+        lines.append("Report: snakemake --report results/report.html")
+    lines.append("")
     return "\n".join(lines)
 
 
