@@ -6,6 +6,7 @@ rule dataset:
     input:
         triplets="results/filtered/triplets.jsonl",
         decontamination="results/filtered/decontamination.json",
+        seeds="results/seeds/stats.json",
     output:
         train="results/dataset/train.jsonl",
         parquet="results/dataset/train.parquet",

@@ -17,4 +17,5 @@ with logged(snakemake.log[0]):
         snakemake.params.seed,
         decontamination_path=snakemake.input.decontamination,
         generators=snakemake.params.generators,
+        seeds_path=snakemake.input.seeds,
     )

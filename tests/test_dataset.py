@@ -283,6 +283,21 @@ def test_the_card_carries_the_hub_metadata_and_the_generating_models(filtered: P
     assert "m1 (`org/coder-7b`)" in body and "## Decontamination" in body
 
 
+def test_the_card_lists_the_seed_sources_and_their_licences(filtered: Path, tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.json"
+    seeds.write_text(json.dumps({"sources": {
+        "lib": {"type": "directory", "repository": "https://example.org/lib", "snippets": 30,
+                "licences": {"MIT": 20, "unstated": 10}},
+        "std": {"type": "stdlib", "repository": "CPython 3.11.7 standard library", "snippets": 5,
+                "licences": {"PSF-2.0": 5}},
+    }}))
+    run_mix(filtered, tmp_path / "out", SETTINGS, 42, seeds_path=seeds)
+    card = (tmp_path / "out/README.md").read_text()
+    assert "## Seed sources" in card
+    assert "| lib | https://example.org/lib | 30 | MIT (20), unstated (10) |" in card
+    assert "| std | CPython 3.11.7 standard library | 5 | PSF-2.0 (5) |" in card
+
+
 def test_contaminated_triplets_are_in_no_export_and_the_card_counts_them(filtered: Path, tmp_path: Path) -> None:
     records = list(read_jsonl(filtered))
     # One matched while kept, one matched after another filter had dropped it.

@@ -180,6 +180,16 @@ def test_each_check_drops_with_its_reason(fields: dict[str, Any], reason: str) -
     assert filter_triplet(triplet(**fields), SETTINGS) == reason
 
 
+def test_the_syntax_check_knows_the_current_grammar_whatever_python_runs_it() -> None:
+    """3.12 generics and 3.14's unparenthesised except pass on any interpreter; Python 2 does not."""
+    modern = "class Box[T]:\n    def get(self) -> T:\n        try:\n            return self.item\n" \
+             "        except AttributeError, KeyError:\n            return None\n"
+    edited = modern.replace("return None", "raise LookupError('empty box') from None")
+    fields = {"pre_code": modern, "post_code": edited, "instruction_descriptive": "Raise LookupError when empty."}
+    assert filter_triplet(triplet(**fields), SETTINGS | {"min_changed_lines": 1}) is None
+    assert filter_triplet(triplet(pre_code="print 'total'\n"), SETTINGS) == "pre_code_syntax"
+
+
 def test_too_few_changed_lines() -> None:
     assert filter_triplet(triplet(), SETTINGS | {"min_changed_lines": 6}) == "too_few_changed_lines"
     assert filter_triplet(triplet(), SETTINGS | {"min_changed_lines": 5}) is None

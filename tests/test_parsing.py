@@ -566,3 +566,9 @@ def test_run_parse_commit_records(tmp_path: Path) -> None:
     source.write_text(json.dumps(broken) + "\n")
     with pytest.raises(RecordError, match="record 1: .*commit record without 'commit' code"):
         run_parse(source, tmp_path / "t.jsonl", tmp_path / "c.json")
+
+
+def test_an_unfenced_answer_in_a_newer_pythons_syntax_is_code_and_python_2_is_not() -> None:
+    modern = "class Box[T]:\n    def get(self) -> T:\n        return self.item"
+    assert parse_round2(modern) == modern
+    assert parse_round2("print 'boxed'") == ParseFailure("missing_program_after")

@@ -3,13 +3,16 @@ pairing, sharding, determinism, and clear errors for bad input."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import textwrap
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from editforge import pysyntax
 from editforge import seeds as seeds_module
 from editforge.records import read_jsonl
 from editforge.seeds import (
@@ -87,7 +90,7 @@ FILES: dict[str, str] = {
             def count(self):
                 return len(self.points)
     """,
-    # a licence docstring with imports: mostly comments; a tiny function: too short;
+    # a licence docstring with imports: licence header; a tiny function: too short;
     # a long function: too long; a commented-out function: mostly comments
     "pkg/licensed.py": '''
         """
@@ -209,7 +212,8 @@ def test_skips_are_counted_by_reason(tmp_path: Path, tree: Path) -> None:
     assert stats["snippets_skipped"] == {
         "data_only": 1,
         "import_only": 1,
-        "mostly_comments": 2,
+        "licence_header": 1,
+        "mostly_comments": 1,
         "too_long": 1,
         "too_short": 3,
     }
@@ -407,7 +411,7 @@ def test_sources_that_cannot_make_pairs_fail_before_any_file_is_parsed(
     root.mkdir()
     (root / "small.py").write_text(textwrap.dedent(FILES["pkg/math_utils.py"]))
     (root / "huge.py").write_text("x = 1\n" * 100_000)  # 600 kB, over max_file_bytes
-    monkeypatch.setattr(seeds_module, "_parse", lambda text: pytest.fail("a file was parsed"))
+    monkeypatch.setattr(seeds_module.pysyntax, "parse", lambda text: pytest.fail("a file was parsed"))
     with pytest.raises(SeedError) as info:
         run(tmp_path, source(root), {**SETTINGS, "max_file_bytes": 300_000})
     assert str(info.value) == (
@@ -842,3 +846,216 @@ def test_hf_missing_or_gated_dataset(monkeypatch: pytest.MonkeyPatch, error: str
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", refuse)
     with pytest.raises(SeedError, match=message):
         collect_commits([{"name": "h", "type": "hf", "dataset": "org/nothing"}], COMMIT_SETTINGS, seed=1)
+
+
+# ---------------------------------------------------------------- the current grammar and content filters
+
+MODERN_TREE = {
+    "generics.py": """
+        class Stack[T]:
+            def __init__(self) -> None:
+                self.items: list[T] = []
+
+            def push(self, item: T) -> None:
+                self.items.append(item)
+                return None
+    """,
+    "errors.py": """
+        def parse_port(text):
+            try:
+                port = int(text)
+            except ValueError, TypeError:
+                port = 0
+            return port
+    """,
+    "shapes.py": """
+        def area(shape):
+            match shape:
+                case {"w": w, "h": h}:
+                    return w * h
+                case [r]:
+                    return 3 * r * r
+            return 0
+    """,
+    "walrus.py": """
+        def longest(lines, limit):
+            best = ""
+            for line in lines:
+                if (n := len(line)) > limit and n > len(best):
+                    best = f"{f'{line!r:>{n}}'}"
+            return best
+    """,
+}
+
+
+def test_modern_syntax_seeds_whatever_python_runs_the_stage(tmp_path: Path) -> None:
+    root = tmp_path / "modern"
+    root.mkdir()
+    for name, text in MODERN_TREE.items():
+        (root / name).write_text(textwrap.dedent(text).lstrip())
+    snippets, stats = collect_snippets(source(root), SETTINGS, seed=1)
+    assert "syntax_error" not in stats["files_skipped"] and stats["files_used"] == 4
+    assert {s["path"] for s in snippets} == set(MODERN_TREE)
+
+
+FILTERED_TREE = {
+    "app/core.py": """
+        from typing import TYPE_CHECKING
+
+        if TYPE_CHECKING:
+            from collections.abc import Iterable
+            from pathlib import Path
+            import json
+
+        def total(values):
+            result = 0
+            for value in values:
+                result += value
+            return result
+
+        def test_total_adds_everything():
+            values = [1, 2, 3]
+            result = total(values)
+            assert result == 6
+
+        def documented(x):
+            \"\"\"Return x.
+
+            A long docstring that says
+            far more than the code does.
+            \"\"\"
+            return x
+
+        if __name__ == "__main__":
+            import sys
+            print(total(int(a) for a in sys.argv[1:]))
+            raise SystemExit(0)
+    """,
+    "tests/helpers.py": """
+        def make_values(count):
+            values = []
+            for i in range(count):
+                values.append(i * 2)
+            return values
+    """,
+    "app/test_core.py": """
+        def check(values):
+            total = 0
+            for value in values:
+                total += value
+            return total
+    """,
+}
+
+
+def test_each_content_filter_drops_and_counts_and_can_be_switched_off(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    for name, text in FILTERED_TREE.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text).lstrip())
+    snippets, stats = collect_snippets(source(root), SETTINGS, seed=1)
+    assert [(s["path"], s["text"].split("(")[0]) for s in snippets] == [("app/core.py", "def total")]
+    assert stats["files_skipped"] == {"test_file": 2}
+    assert stats["snippets_skipped"] == {
+        "mostly_comments": 1, "main_guard": 1, "test_code": 1, "too_short": 1, "type_checking": 1,
+    }
+    switched_off = {"tests": False, "comments": False, "main_guard": False, "type_checking": False}
+    snippets, stats = collect_snippets(source(root), {**SETTINGS, "filters": switched_off}, seed=1)
+    assert stats["files_skipped"] == {} and len(snippets) == 7
+    with pytest.raises(SeedError, match=r"seeds.filters: expected switches \(true or false\) among tests, "):
+        collect_snippets(source(root), {**SETTINGS, "filters": {"test": False}}, seed=1)
+
+
+# ---------------------------------------------------------------- windows, reuse, provenance
+
+
+def _functions_file(count: int, offset: int = 0) -> str:
+    return "".join(
+        f"def step_{offset}_{i}(values):\n    total = {i}\n    for value in values:\n        total += value * {i + 1}\n"
+        f"    return total\n\n\n"
+        for i in range(count)
+    )
+
+
+def test_window_mode_takes_as_many_windows_as_a_file_holds_each_parsing_and_none_overlapping(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "large"
+    root.mkdir()
+    (root / "big.py").write_text(_functions_file(60))  # 420 lines
+    (root / "small.py").write_text(_functions_file(2, offset=1))  # 14 lines
+    settings = {**SETTINGS, "snippet_mode": "window", "min_lines": 5, "max_lines": 15, "max_windows_per_file": 100,
+                "max_file_bytes": 100_000}
+    snippets, stats = collect_snippets(source(root), settings, seed=2)
+    per_file = Counter(s["path"] for s in snippets)
+    assert per_file["big.py"] >= 25 and 1 <= per_file["small.py"] <= 2
+    for path in per_file:
+        spans = sorted((s["start_line"], s["end_line"]) for s in snippets if s["path"] == path)
+        assert all(end < next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))  # no overlap
+    assert all(pysyntax.is_valid(textwrap.dedent(s["text"])) for s in snippets)  # aligned to statements
+    capped, capped_stats = collect_snippets(source(root), {**settings, "max_windows_per_file": 8}, seed=2)
+    assert Counter(s["path"] for s in capped)["big.py"] == 8
+    assert capped_stats["snippets_skipped"]["over_max_windows_per_file"] == per_file["big.py"] - 8
+
+
+def test_raw_line_windows_tile_the_file_as_the_paper_cut_them(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "a.py").write_text(_functions_file(10))
+    settings = {**SETTINGS, "snippet_mode": "window", "window_alignment": "lines", "min_lines": 5, "max_lines": 9,
+                "max_windows_per_file": 100, "max_file_bytes": 100_000, "filters": {"comments": False}}
+    snippets, stats = collect_snippets(source(root), settings, seed=4)
+    spans = sorted((s["start_line"], s["end_line"]) for s in snippets)
+    assert len(spans) >= 5 and all(5 <= end - start + 1 <= 9 for start, end in spans)
+    assert not all(pysyntax.is_valid(textwrap.dedent(s["text"])) for s in snippets)  # cut mid-statement
+
+
+def test_a_licence_header_seeds_nothing_in_either_mode(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    header = "# Copyright (c) 2024 Example Corp.\n# SPDX-License-Identifier: MIT\n#\n# Licensed under MIT.\n"
+    (root / "a.py").write_text(header + '"""A module that does things\nand more things\nand even more.\n"""\n'
+                               + _functions_file(3))
+    (root / "b.py").write_text(_functions_file(3, offset=1))
+    for mode in ("syntactic", "window"):
+        settings = {**SETTINGS, "snippet_mode": mode, "min_lines": 3, "max_lines": 12, "window_alignment": "lines"}
+        snippets, stats = collect_snippets(source(root), settings, seed=1)
+        assert all(s["start_line"] > 8 for s in snippets if s["path"] == "a.py"), mode
+        assert stats["snippets_skipped"].get("licence_header", 0) >= 1, mode
+
+
+def test_snippet_reuse_is_capped_and_a_shortfall_is_said(tmp_path: Path) -> None:
+    root = tmp_path / "small"
+    root.mkdir()
+    for i in range(3):
+        (root / f"m{i}.py").write_text(_functions_file(2, offset=i))  # 6 snippets in all
+    settings = {**SETTINGS, "min_lines": 3, "num_prompts": 12, "max_snippet_reuse": 2}
+    stats, shards = run(tmp_path, source(root), settings)
+    pairs = [pair for shard in shards for pair in shard]
+    uses = Counter(snippet["sha256"] for pair in pairs for snippet in pair["snippets"])
+    assert max(uses.values()) <= 2 and stats["most_reused_snippet"] == max(uses.values())
+    assert stats["pairs"] == len(pairs) <= 6  # 6 snippets x 2 uses / 2 per pair
+    assert stats["pairs_short"].startswith(f"{len(pairs)} of 12 pairs: 6 snippets, each in at most 2 pairs")
+
+
+def test_each_snippet_keeps_where_it_came_from_its_licence_and_a_hash(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "pkg"\nlicense = "Apache-2.0"\n')
+    (root / "pkg/a.py").write_text(_functions_file(1))
+    (root / "pkg/b.py").write_text("# SPDX-License-Identifier: MIT OR BSD-3-Clause\n" + _functions_file(1, offset=1))
+    sources = [{"name": "proj", "type": "directory", "path": str(root), "repository": "https://example.org/proj"}]
+    snippets, stats = collect_snippets(sources, {**SETTINGS, "min_lines": 3}, seed=1)
+    by_path = {s["path"]: s for s in snippets}
+    assert by_path["pkg/a.py"]["licence"] == "Apache-2.0"
+    assert by_path["pkg/b.py"]["licence"] == "MIT OR BSD-3-Clause"
+    assert {s["repository"] for s in snippets} == {"https://example.org/proj"}
+    assert all(s["sha256"] == hashlib.sha256(s["text"].encode()).hexdigest() for s in snippets)
+    assert stats["sources"]["proj"]["licences"] == {"Apache-2.0": 1, "MIT OR BSD-3-Clause": 1}
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps({"old_contents": _functions_file(1, offset=i), "license": "mit"})
+                              for i in range(2)) + "\n")
+    snippets, _ = collect_snippets([{"name": "rows", "type": "jsonl", "path": str(rows)}], SETTINGS, seed=1)
+    assert {s["licence"] for s in snippets} == {"mit"}
+    stdlib, _ = collect_snippets([{"name": "std", "type": "stdlib"}], {**SETTINGS, "max_files": 3}, seed=1)
+    assert {s["licence"] for s in stdlib} <= {"PSF-2.0"} and stdlib[0]["repository"].startswith("CPython 3.")

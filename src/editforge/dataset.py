@@ -57,11 +57,13 @@ def run_mix(
     seed: int,
     decontamination_path: str | os.PathLike[str] | None = None,
     generators: Mapping[str, str] | None = None,
+    seeds_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write the training set and its exports, stats, topics and card to ``out_dir``; return the stats.
 
     ``decontamination_path`` is the dedup stage's report (summarised on the
-    card), ``generators`` the synthesis models' names and models (for the card).
+    card), ``generators`` the synthesis models' names and models, ``seeds_path``
+    the seeds stage's stats (the sources and their licences, for the card).
 
     ``settings`` is the config's ``dataset:`` section: ``styles``, ``mix`` (model
     -> share; equal shares when absent), ``size_per_style`` (an upper bound, a
@@ -72,6 +74,7 @@ def run_mix(
     """
     records = list(read_jsonl(filtered_path))
     decontamination = json.loads(Path(decontamination_path).read_text()) if decontamination_path else {}
+    seeds = json.loads(Path(seeds_path).read_text()) if seeds_path else {}
     license_id = settings.get("license", "other")
     generators = {  # for the card: the embedded model by the name it has on the Hub
         name: f"{embedded.HUB_ID} (embedded)" if model == "embedded" else model
@@ -122,7 +125,7 @@ def run_mix(
     stats["stages"] = stages
     write_json(out / "stats.json", stats)
     plot_funnel({"stages": stages, "dataset": stats}, out / "funnel.png")
-    card = render_card(stats, stages, _topic_summary(topics), decontamination, license_id, generators)
+    card = render_card(stats, stages, _topic_summary(topics), decontamination, license_id, generators, seeds)
     (out / "README.md").write_text(card, encoding="utf-8")
     return stats
 

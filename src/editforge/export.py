@@ -188,6 +188,7 @@ def render_card(
     decontamination: Mapping[str, Any],
     license_id: str,
     generators: Mapping[str, str],
+    seeds: Mapping[str, Any] | None = None,
 ) -> str:
     """The dataset card (``README.md``): Hub metadata, then what the data is, how it was made and its counts."""
     styles = stats["styles"]
@@ -234,6 +235,7 @@ def render_card(
             f"({', '.join(f'{n} {s}' for s, n in stats['per_style'].items())} samples)."
         ),
         "",
+        *seed_sources_section(seeds or {}),
         *decontamination_section(decontamination),
         "## Topic balancing",
         "",
@@ -282,6 +284,27 @@ def render_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def seed_sources_section(seeds: Mapping[str, Any]) -> list[str]:
+    """The card's list of the code the prompts were seeded with: each source, where it comes from, and
+    its snippets per licence (as the files' SPDX headers, their packages' metadata or the rows state it)."""
+    sources = seeds.get("sources") or {}
+    if not sources:
+        return []
+    lines = [
+        "## Seed sources",
+        "",
+        "Real code seeded the prompts; the models wrote new programs from it. The snippets cut from each source, "
+        "by licence (as the files' SPDX headers, their packages' metadata or the rows state it):",
+        "",
+        "| source | from | snippets | licences (snippets) |",
+        "|---|---|---:|---|",
+    ]
+    for name, source in sources.items():
+        licences = ", ".join(f"{licence} ({count})" for licence, count in source.get("licences", {}).items())
+        lines.append(f"| {name} | {source.get('repository', '-')} | {source.get('snippets', 0)} | {licences or '-'} |")
+    return [*lines, ""]
 
 
 def decontamination_section(summary: Mapping[str, Any]) -> list[str]:

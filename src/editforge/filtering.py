@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from datasketch import MinHash
 
+from editforge import pysyntax
 from editforge.decontamination import BenchmarkIndex, code_shingles
 from editforge.records import RecordError, drop, read_jsonl, status_counts, write_json, write_jsonl
 from editforge.sandbox import Isolation, Limits, run_many, select_isolation
@@ -129,16 +130,17 @@ def filter_triplet(rec: Mapping[str, Any], settings: Mapping[str, Any]) -> str |
 
     ``settings`` is the config's ``filtering:`` section.
     """
-    pre_tree = _parse(rec["pre_code"])
+    # The current Python grammar (tree-sitter), whatever interpreter runs the stage.
+    pre_tree = pysyntax.parse(rec["pre_code"]) if rec["pre_code"].strip() else None
     if pre_tree is None:
         return "pre_code_syntax"
-    post_tree = _parse(rec["post_code"])
+    post_tree = pysyntax.parse(rec["post_code"]) if rec["post_code"].strip() else None
     if post_tree is None:
         return "post_code_syntax"
     if not rec["instruction_lazy"].strip() or not rec["instruction_descriptive"].strip():
         return "empty_instruction"
-    # The AST ignores comments, blank lines, spacing and quoting style.
-    if ast.dump(pre_tree) == ast.dump(post_tree):
+    # The tokens leave out comments, blank lines, spacing and quoting style.
+    if list(pysyntax.tokens(pre_tree)) == list(pysyntax.tokens(post_tree)):
         return "no_change"
     stats = diff_stats(rec["pre_code"], rec["post_code"])
     if stats.changed_lines < settings["min_changed_lines"]:
@@ -173,7 +175,8 @@ def leaks_post_code(instruction: str, pre: str, post: str) -> bool:
 
 
 def _parse(source: str) -> ast.Module | None:
-    """The module's AST, or None when the code is blank or not valid Python."""
+    """The module's AST for the running interpreter (which runs the generated tests), or None
+    when the code is blank or not valid Python there."""
     if not source.strip():
         return None
     try:
@@ -831,16 +834,17 @@ def _code_key(source: str) -> bytes:
     """What the compiler makes of the code: blind to layout, comments and quoting.
 
     Bytecode, names and constants of every code object, without line numbers.
-    Code that parses but does not compile (``return`` outside a function) is
-    keyed by its AST; code that does not parse, by its text up to spacing.
+    Code that this interpreter does not compile (``return`` outside a function,
+    a newer Python's syntax) is keyed by its tokens; code that does not parse, by
+    its text up to spacing.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             code = compile(source, "<triplet>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        tree = _parse(source)
-        return (ast.dump(tree) if tree else _squash(source)).encode()
+        tree = pysyntax.parse(source)
+        return ("\0".join(pysyntax.tokens(tree)) if tree else _squash(source)).encode()
     parts: list[Any] = []
     _code_parts(code, parts)
     return repr(parts).encode()

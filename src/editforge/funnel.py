@@ -158,9 +158,11 @@ def write_funnel(
 def render_markdown(funnel: dict[str, Any]) -> str:
     seeds = funnel["seeds"]
     lines = ["# Data funnel", "", "## Seeds", ""]
-    for key in ("files_seen", "files_used", "snippets", "duplicates_removed", "pairs"):
+    for key in ("files_seen", "files_used", "snippets", "duplicates_removed", "pairs", "most_reused_snippet"):
         if key in seeds:
             lines.append(f"- {key.replace('_', ' ')}: {seeds[key]}")
+    if seeds.get("pairs_short"):
+        lines.append(f"- **fewer pairs than asked**: {seeds['pairs_short']}")
     for group in ("files_skipped", "snippets_skipped"):
         if seeds.get(group):
             reasons = ", ".join(f"{r} {n}" for r, n in sorted(seeds[group].items()))

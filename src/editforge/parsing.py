@@ -35,14 +35,13 @@ adds ``kind: "commit"`` and ``commit`` (the hash, or "").
 
 from __future__ import annotations
 
-import ast
 import os
 import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from . import pysyntax
 from .records import RecordError, Turn, drop, read_jsonl, status_counts, write_json, write_jsonl
 
 PathLike = str | os.PathLike[str]
@@ -233,16 +232,18 @@ def _trim_blank(lines: Sequence[str]) -> list[str]:
     return kept
 
 
+_LONE = frozenset({"identifier", "string", "concatenated_string", "integer", "float", "true", "false", "none"})
+
+
 def _parses(text: str) -> bool:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    """Whether ``text`` is a program in the current Python grammar (whatever interpreter reads it)."""
+    module = pysyntax.parse(text)
+    if module is None:
         return False
     # A lone word such as "Yes" or "Done" parses as an expression but is no program.
     return any(
-        not (isinstance(node, ast.Expr) and isinstance(node.value, (ast.Name, ast.Constant))) for node in tree.body
+        not (statement.kind == "expression_statement" and {c.type for c in statement.node.named_children} <= _LONE)
+        for statement in pysyntax.statements(module)
     )
 
 

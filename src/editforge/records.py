@@ -22,10 +22,13 @@ STYLES: tuple[Style, Style] = ("lazy", "descriptive")
 
 class Snippet(TypedDict):
     source: str  # the configured source name
+    repository: str  # where the source's code comes from (its `repository` setting, a path, a dataset)
     path: str  # file path inside the source
     start_line: int  # 1-based, inclusive
     end_line: int
     kind: str  # "function", "class", "block", "window", ...
+    licence: str | None  # SPDX header of the file, else its package's metadata or its row; None: not stated
+    sha256: str  # of text
     text: str
 
 

@@ -4,23 +4,44 @@ The reference cuts a random 5-15 line window from each of two random commits,
 with no content check, so many prompts are seeded with licence headers, import
 lists or blank lines, and the same pair can recur. Here:
 
-* ``snippet_mode: syntactic`` (default) cuts whole units with ``ast``: functions,
-  classes (a class too long to fit yields its methods instead) and top-level
-  blocks (a compound statement, or a run of simple statements).
-  ``snippet_mode: window`` is the paper's random window (length uniform in
-  [min_lines, min(max_lines, n)], random start), retried a few times when the
-  window fails the content checks below.
+* Files are parsed with tree-sitter (``editforge.pysyntax``): the current Python
+  grammar (3.12 generics, 3.14 ``except A, B:``), whatever interpreter runs the stage.
+* ``snippet_mode: syntactic`` (default) cuts whole units: functions, classes (a
+  class too long to fit yields its methods instead) and top-level blocks (a
+  compound statement, or a run of simple statements).
+  ``snippet_mode: window`` cuts as many windows as a file holds, end to end and
+  without overlap, each as long as a length drawn uniformly from [min_lines,
+  max_lines]: runs of whole sibling statements (``window_alignment: statements``,
+  the default; a statement too long for a window is entered, block by block, and
+  every window parses once dedented), or the paper's raw line windows
+  (``window_alignment: lines``). A file keeps at most ``max_windows_per_file`` of
+  them (a seeded sample, in order).
 * Files are skipped, and counted by reason, when they are binary, not UTF-8,
-  too large, generated, vendored or not valid Python 3.
+  too large (known from their size, before they are read), not valid Python, or
+  caught by a content filter: test files by path (``test_file``), generated and
+  vendored files.
 * Snippets are skipped, and counted by reason, when they are too short (fewer
   than ``min_lines`` non-blank lines) or too long (more than ``max_lines``
-  lines), mostly comments (licence headers), only imports, or only data.
+  lines), or caught by a content filter: at least half comments and docstrings
+  (``mostly_comments``), the file's licence header (``licence_header``), a
+  ``__main__`` guard (``main_guard``), an ``if TYPE_CHECKING:`` block
+  (``type_checking``), test functions and classes by name (``test_code``),
+  only imports (``import_only``) or only literal data (``data_only``). Each
+  filter has a switch under ``filters`` (``SeedFilters``), all on by default.
 * Duplicate snippets are removed before pairing: two snippets are the same when
   their tokens are, ignoring layout, comments and the values of literals (which
   also catches templated boilerplate).
 * Each pair takes two snippets from two different files: two distinct files are
   drawn uniformly, then one snippet from each, so a file with many functions is
-  not over-represented. No pair repeats. Everything is determined by ``seed``.
+  not over-represented. No pair repeats, and no snippet seeds more than
+  ``max_snippet_reuse`` pairs; when that leaves fewer pairs than ``num_prompts``,
+  the stats (``pairs_short``), the log and the funnel say so. Everything is
+  determined by ``seed``.
+* Each snippet keeps its provenance: the source and where its code comes from
+  (``repository``), the path and lines, the licence where the file (an SPDX
+  header), its package (``pyproject.toml``, ``setup.cfg``, ``PKG-INFO``) or its
+  row (a ``license`` column) states one, and a sha256 of its text. The stats
+  count each source's snippets per licence, and the dataset card lists them.
 
 ``kind: commits`` seeds the other synthesis mode instead (the reference's
 ``rewrite_commit``, whose output it never used): the code before and after
@@ -30,11 +51,12 @@ rows (``jsonl``, ``parquet`` or ``hf``) with the columns ``old_contents``,
 ``new_contents`` and ``message``, and optionally ``commit`` and
 ``old_file``/``new_file``; a row without one of the three is an error that
 names the column. Rows are skipped, and counted by reason, when the code or the
-message is empty, the code is not text or not UTF-8, the file is vendored or
-generated, larger than ``max_file_bytes`` or longer than ``max_code_lines``
-lines (before or after), the two versions are identical, the diff adds or
-removes more than ``max_diff_lines`` lines, either version is not valid
-Python 3, or the commit changes only comments and layout (same syntax tree).
+message is empty, the code is not text or not UTF-8, the file is a test file
+(by path, with the ``tests`` filter), vendored or generated, larger than
+``max_file_bytes`` or longer than ``max_code_lines`` lines (before or after),
+the two versions are identical, the diff adds or removes more than
+``max_diff_lines`` lines, either version is not valid Python, or the commit
+changes only comments and layout (the same tokens).
 Duplicates (same hash and file, or the same code before and after ignoring
 layout) are dropped; when more commits remain than ``num_prompts``, a seeded
 sample is kept, in source order. ``snippet_mode``, ``min_lines`` and
@@ -61,9 +83,7 @@ the error says to download the files and use a ``jsonl``/``parquet`` source.
 
 from __future__ import annotations
 
-import ast
 import fnmatch
-import gc
 import gzip
 import hashlib
 import importlib.util
@@ -75,13 +95,13 @@ import re
 import sys
 import sysconfig
 import textwrap
-import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import pysyntax
 from .records import CommitRecord, CommitSeed, PairRecord, Snippet, write_json, write_jsonl
 from .synthesis import commit_diff, load_fewshot
 
@@ -93,7 +113,7 @@ SEED_KINDS = ("snippets", "commits")
 SNIPPET_MODES = ("syntactic", "window")
 SOURCE_TYPES = ("stdlib", "directory", "jsonl", "parquet", "hf")
 TABLE_SOURCE_TYPES = ("jsonl", "parquet", "hf")
-WINDOW_TRIES = 5  # random windows tried per file before it is given up
+WINDOW_ALIGNMENTS = ("statements", "lines")
 COMMENT_SHARE = 0.5  # a snippet with at least this share of comment lines is skipped
 # Path components that mark third-party code copied into a tree.
 VENDORED_DIRS = frozenset(
@@ -121,8 +141,9 @@ GENERATED_MARK = re.compile(
 GENERATED_HEAD_LINES = 10
 # A row of a CommitPackFT-style table names its file in one of these columns.
 FILE_NAME_COLUMNS = ("old_file", "new_file", "path")
-COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try, ast.TryStar, ast.Match)
-DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+# Test code by its path: a folder of tests, or a file named as pytest and unittest find them.
+TEST_DIRS = frozenset({"test", "tests", "testing"})
+TEST_NAME = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
 # For the duplicate check: string literals (any prefix and quotes), comments, numbers.
 _LITERAL_OR_COMMENT = re.compile(
     r"[rRbBuUfF]{0,2}"
@@ -141,9 +162,26 @@ class SeedError(ValueError):
 
 
 @dataclass(frozen=True)
+class SeedFilters:
+    """Which content filters run; each counts what it drops under its reason in the stats."""
+
+    tests: bool = True  # test files (by path) and test functions and classes (by name): test_code, test_file
+    comments: bool = True  # snippets that are at least half comments and docstrings: mostly_comments
+    main_guard: bool = True  # `if __name__ == "__main__":` blocks: main_guard
+    type_checking: bool = True  # `if TYPE_CHECKING:` import blocks: type_checking
+    import_only: bool = True  # snippets of imports, or of imports and literal data only: import_only, data_only
+    generated: bool = True  # generated files, by name or a marker in their first lines: generated
+    vendored: bool = True  # files under vendor/, third_party/, site-packages/ and the like: vendored
+    licence_header: bool = True  # a file's leading licence comments or docstring: licence_header
+
+
+@dataclass(frozen=True)
 class SeedSettings:
     kind: str = "snippets"  # "commits": one record per real commit
     snippet_mode: str = "syntactic"
+    window_alignment: str = "statements"  # snippet_mode window: "lines" for the paper's raw line windows
+    max_windows_per_file: int = 8
+    max_snippet_reuse: int = 4  # pairs one snippet may seed
     min_lines: int = 5
     max_lines: int = 15
     max_file_bytes: int = 300_000
@@ -152,6 +190,7 @@ class SeedSettings:
     num_shards: int = 1
     max_code_lines: int = 200  # kind "commits": lines of the file before or after the commit
     max_diff_lines: int = 100  # kind "commits": lines the commit adds or removes
+    filters: SeedFilters = field(default_factory=SeedFilters)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> SeedSettings:
@@ -159,12 +198,24 @@ class SeedSettings:
         unknown = sorted(set(settings) - known)
         if unknown:
             raise SeedError(f"seeds: unknown setting(s) {', '.join(unknown)}")
-        made = cls(**settings)
+        filters = settings.get("filters") or {}
+        unknown = sorted(set(filters) - set(SeedFilters.__dataclass_fields__))
+        if unknown or not all(isinstance(value, bool) for value in filters.values()):
+            names = ", ".join(SeedFilters.__dataclass_fields__)
+            raise SeedError(f"seeds.filters: expected switches (true or false) among {names}")
+        made = cls(**{**settings, "filters": SeedFilters(**filters)})
         if made.kind not in SEED_KINDS:
             raise SeedError(f"seeds.kind: expected one of {SEED_KINDS}, got {made.kind!r}")
         if made.snippet_mode not in SNIPPET_MODES:
             raise SeedError(f"seeds.snippet_mode: expected one of {SNIPPET_MODES}, got {made.snippet_mode!r}")
-        positive = ("min_lines", "max_lines", "max_file_bytes", "num_prompts", "num_shards")
+        if made.window_alignment not in WINDOW_ALIGNMENTS:
+            raise SeedError(
+                f"seeds.window_alignment: expected one of {WINDOW_ALIGNMENTS}, got {made.window_alignment!r}"
+            )
+        positive = (
+            "min_lines", "max_lines", "max_file_bytes", "num_prompts", "num_shards", "max_windows_per_file",
+            "max_snippet_reuse",
+        )
         for name in (*positive, "max_code_lines", "max_diff_lines"):
             value = getattr(made, name)
             if not isinstance(value, int) or value < 1:
@@ -212,6 +263,97 @@ class Tally:
 class _Document:
     path: str  # inside the source: a relative file path or a row label
     text: str
+    licence: str | None = None  # as the source states it: the package's metadata, a row's column
+
+
+# ---------------------------------------------------------------- provenance
+
+_SPDX = re.compile(r"SPDX-License-Identifier:\s*([^\s*#\"']+(?:\s+(?:AND|OR|WITH)\s+[^\s*#\"']+)*)")
+SPDX_HEAD_LINES = 30
+# A table row may name its licence (CommitPackFT: license; the Stack: detected_licenses).
+LICENCE_COLUMNS = ("license", "licenses", "detected_licenses")
+STDLIB_LICENCE = "PSF-2.0"
+
+
+def _licence_of(doc: _Document) -> str | None:
+    """An SPDX header in the file's first lines, else what its source states, else None."""
+    head = "\n".join(doc.text.split("\n", SPDX_HEAD_LINES)[:SPDX_HEAD_LINES])
+    match = _SPDX.search(head)
+    return match.group(1) if match else doc.licence
+
+
+def _metadata_licence(folder: Path) -> str | None:
+    """The licence a package folder's metadata states: pyproject.toml, setup.cfg or PKG-INFO."""
+    import configparser
+    import tomllib
+
+    try:
+        if (folder / "pyproject.toml").is_file():
+            project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+            licence = project.get("license")
+            if isinstance(licence, dict):
+                licence = licence.get("text")
+            if isinstance(licence, str) and licence.strip():
+                return licence.strip().splitlines()[0]
+        if (folder / "setup.cfg").is_file():
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.read(folder / "setup.cfg", encoding="utf-8")
+            licence = parser.get("metadata", "license", fallback="").strip()
+            if licence:
+                return licence.splitlines()[0]
+        if (folder / "PKG-INFO").is_file():
+            for line in (folder / "PKG-INFO").read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith(("License-Expression:", "License:")) and line.split(":", 1)[1].strip():
+                    return line.split(":", 1)[1].strip()
+    except (OSError, ValueError, configparser.Error):
+        return None
+    return None
+
+
+class _PackageLicences:
+    """The licence of the nearest package folder above a file, up to the source's root, looked up once a folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.known: dict[Path, str | None] = {}
+
+    def of(self, rel: str) -> str | None:
+        folder = (self.root / rel).parent
+        walked: list[Path] = []
+        found: str | None = None
+        while True:
+            if folder in self.known:
+                found = self.known[folder]
+                break
+            walked.append(folder)
+            found = _metadata_licence(folder)
+            if found is not None or folder == self.root or self.root not in folder.parents:
+                break
+            folder = folder.parent
+        for seen in walked:
+            self.known[seen] = found
+        return found
+
+
+def _row_licence(row: dict[str, Any]) -> str | None:
+    for column in LICENCE_COLUMNS:
+        value = row.get(column)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return " AND ".join(value)
+    return None
+
+
+def source_repository(source: dict[str, Any]) -> str:
+    """Where a source's code comes from: its ``repository`` setting, else what its type tells."""
+    if source.get("repository"):
+        return str(source["repository"])
+    if source["type"] == "stdlib":
+        return f"CPython {sys.version.split()[0]} standard library"
+    if source["type"] == "hf":
+        return f"https://huggingface.co/datasets/{source.get('dataset', '')}"
+    return str(Path(source.get("path", "")).resolve())
 
 
 # ---------------------------------------------------------------- sources
@@ -224,13 +366,15 @@ def _matches(rel: str, patterns: Sequence[str]) -> bool:
     )
 
 
-def _path_reason(rel: str) -> str | None:
+def _path_reason(rel: str, filters: SeedFilters) -> str | None:
     """A skip reason known from the path alone."""
     parts = PurePosixPath(rel).parts
-    if any(part in VENDORED_DIRS for part in parts[:-1]):
+    if filters.vendored and any(part in VENDORED_DIRS for part in parts[:-1]):
         return "vendored"
-    if parts and GENERATED_NAME.search(parts[-1]):
+    if filters.generated and parts and GENERATED_NAME.search(parts[-1]):
         return "generated"
+    if filters.tests and parts and (any(part in TEST_DIRS for part in parts[:-1]) or TEST_NAME.match(parts[-1])):
+        return "test_file"
     return None
 
 
@@ -293,11 +437,12 @@ def _directory_documents(
     tally.files_seen += len(listed)
     candidates = []
     for rel in listed:
-        reason = _path_reason(rel)
+        reason = _path_reason(rel, settings.filters)
         if reason:
             tally.files_skipped[reason] += 1
         else:
             candidates.append(rel)
+    licences = _PackageLicences(root)
     for rel in _cap(candidates, settings.max_files, rng, tally):
         path = root / rel
         small = _small_enough(path, settings)  # before the file is read whole
@@ -313,10 +458,12 @@ def _directory_documents(
         if text is None:
             tally.files_skipped["binary_or_not_utf8"] += 1
             continue
-        yield _Document(rel, text)
+        yield _Document(rel, text, licences.of(rel))
 
 
-def _row_document(label: str, value: Any, file_name: Any, settings: SeedSettings, tally: Tally) -> _Document | None:
+def _row_document(
+    label: str, value: Any, file_name: Any, licence: str | None, settings: SeedSettings, tally: Tally
+) -> _Document | None:
     """One table row's file contents, or None (counted) when it cannot be used."""
     if not isinstance(value, str):
         tally.files_skipped["not_text" if value is not None else "empty"] += 1
@@ -331,12 +478,12 @@ def _row_document(label: str, value: Any, file_name: Any, settings: SeedSettings
         tally.files_skipped["binary_or_not_utf8"] += 1
         return None
     if isinstance(file_name, str) and file_name:
-        reason = _path_reason(file_name)
+        reason = _path_reason(file_name, settings.filters)
         if reason:
             tally.files_skipped[reason] += 1
             return None
         label = f"{label}: {file_name}"
-    return _Document(label, value.replace("\r\n", "\n").replace("\r", "\n"))
+    return _Document(label, value.replace("\r\n", "\n").replace("\r", "\n"), licence)
 
 
 @dataclass(frozen=True)
@@ -680,7 +827,7 @@ def _row_documents(
             continue
         with_column += 1
         file_name = next((row[c] for c in FILE_NAME_COLUMNS if isinstance(row.get(c), str)), None)
-        document = _row_document(table.row_label(number), row[column], file_name, settings, tally)
+        document = _row_document(table.row_label(number), row[column], file_name, _row_licence(row), settings, tally)
         if document:
             yield document
     read = tally.files_seen - tally.files_skipped["over_max_files"]
@@ -697,83 +844,69 @@ def _documents(source: dict[str, Any], settings: SeedSettings, seed: int, tally:
         raise SeedError(f"source {name!r}: type {kind!r} needs 'path'")
     if kind == "stdlib":
         root = Path(sysconfig.get_paths()["stdlib"])
-        return _directory_documents(name, root, ["**/*.py"], source.get("exclude", []), settings, rng, tally)
+        documents = _directory_documents(name, root, ["**/*.py"], source.get("exclude", []), settings, rng, tally)
+        return (replace(doc, licence=doc.licence or STDLIB_LICENCE) for doc in documents)
     if kind == "directory":
         include = source.get("include", ["**/*.py"])
         return _directory_documents(
             name, Path(source["path"]), include, source.get("exclude", []), settings, rng, tally
         )
-    rows = _source_rows(source, [column], FILE_NAME_COLUMNS, settings, rng, tally)
+    rows = _source_rows(source, [column], (*FILE_NAME_COLUMNS, *LICENCE_COLUMNS), settings, rng, tally)
     return _row_documents(name, rows, column, settings, tally)
 
 
 # ---------------------------------------------------------------- snippets
 
 
-def _is_literal(node: ast.expr) -> bool:
-    if isinstance(node, ast.Constant):
-        return True
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return all(_is_literal(e) for e in node.elts)
-    if isinstance(node, ast.Dict):
-        return all(k is None or _is_literal(k) for k in node.keys) and all(_is_literal(v) for v in node.values)
-    if isinstance(node, ast.UnaryOp):
-        return _is_literal(node.operand)
-    return False
+def _docstring_lines(statements: Sequence[pysyntax.Statement]) -> set[int]:
+    """The lines of lone strings among ``statements`` and of the docstrings of the definitions among them."""
+    lines: set[int] = set()
+    for statement in statements:
+        if pysyntax.is_string_statement(statement):
+            lines.update(range(statement.start, statement.end + 1))
+        body = statement.body()
+        if body and pysyntax.is_string_statement(body[0]):
+            lines.update(range(body[0].start, body[0].end + 1))
+        if statement.definition.type == "class_definition":
+            lines |= _docstring_lines(body[1:])
+    return lines
 
 
-def _is_string_statement(node: ast.stmt) -> bool:
-    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+def _is_test_code(statement: pysyntax.Statement) -> bool:
+    name = statement.name
+    return name.startswith("test") if statement.definition.type == "function_definition" else name.startswith("Test")
 
 
-def _is_data(node: ast.stmt) -> bool:
-    if isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)) or _is_string_statement(node):
-        return True
-    if isinstance(node, ast.Assign):
-        return _is_literal(node.value)
-    if isinstance(node, ast.AnnAssign):
-        return node.value is None or _is_literal(node.value)
-    return False
+def _content_reason(
+    text: str, statements: Sequence[pysyntax.Statement] | None, filters: SeedFilters, first_line: int = 1
+) -> str | None:
+    """Why a snippet is not worth a prompt (comments and docstrings, imports, data, boilerplate,
+    test code), or None.
 
-
-def _content_reason(text: str, nodes: Sequence[ast.stmt] | None, first_line: int = 1) -> str | None:
-    """Why a snippet is not worth a prompt (comments, imports, data), or None.
-
-    ``nodes`` are the snippet's statements, numbered from ``first_line``, or
-    None where the text is not parseable on its own (a window cut mid-statement).
+    ``statements`` are the snippet's statements, numbered from ``first_line``, or None
+    where the text is not parseable on its own (a window cut mid-statement).
     """
     lines = text.split("\n")
     nonblank = [i for i, line in enumerate(lines, start=first_line) if line.strip()]
     comment = {i for i in nonblank if lines[i - first_line].lstrip().startswith("#")}
-    for node in nodes or ():
-        if _is_string_statement(node):  # a docstring-like string at the snippet's top level
-            comment.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-    if len(comment & set(nonblank)) >= COMMENT_SHARE * len(nonblank):
+    comment |= _docstring_lines(statements or ())
+    if filters.comments and len(comment & set(nonblank)) >= COMMENT_SHARE * len(nonblank):
         return "mostly_comments"
-    if nodes is None:
+    if statements is None:
         code = [lines[i - first_line].lstrip() for i in nonblank if i not in comment]
-        return "import_only" if all(line.startswith(("import ", "from ")) for line in code) else None
-    if all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in nodes):
+        only_imports = all(line.startswith(("import ", "from ")) for line in code)
+        return "import_only" if filters.import_only and only_imports else None
+    if filters.main_guard and any(pysyntax.is_main_guard(statement) for statement in statements):
+        return "main_guard"
+    if filters.type_checking and any(pysyntax.is_type_checking_block(statement) for statement in statements):
+        return "type_checking"
+    if filters.tests and any(_is_test_code(statement) for statement in statements):
+        return "test_code"
+    if filters.import_only and all(statement.kind in pysyntax.IMPORTS for statement in statements):
         return "import_only"
-    if all(_is_data(node) for node in nodes):
+    if filters.import_only and all(pysyntax.is_data(statement) for statement in statements):
         return "data_only"
     return None
-
-
-def _parse(text: str) -> ast.Module | None:
-    # The cyclic garbage collector runs many times while a big tree is built and
-    # finds nothing (syntax trees hold no cycles); pausing it saves about a fifth.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escapes and the like in old code
-            return ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    finally:
-        if collecting:
-            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -781,36 +914,34 @@ class _Span:
     start: int  # 1-based, inclusive
     end: int
     kind: str
-    nodes: tuple[ast.stmt, ...]
+    statements: tuple[pysyntax.Statement, ...]
 
 
-def _span(nodes: Sequence[ast.stmt], kind: str) -> _Span:
-    first = nodes[0]
-    decorators = getattr(first, "decorator_list", [])
-    start = min([first.lineno] + [d.lineno for d in decorators])
-    return _Span(start, nodes[-1].end_lineno or nodes[-1].lineno, kind, tuple(nodes))
+def _span(statements: Sequence[pysyntax.Statement], kind: str) -> _Span:
+    return _Span(statements[0].start, statements[-1].end, kind, tuple(statements))
 
 
-def _spans(body: Sequence[ast.stmt], max_lines: int, in_class: bool) -> Iterator[_Span]:
+def _spans(body: Sequence[pysyntax.Statement], max_lines: int, in_class: bool) -> Iterator[_Span]:
     """Candidate units of a statement list; a class too long to fit yields its members."""
-    run: list[ast.stmt] = []
-    for node in body:
-        if isinstance(node, DEFS + COMPOUND):
+    run: list[pysyntax.Statement] = []
+    for statement in body:
+        definition = statement.definition.type
+        if definition in pysyntax.DEFINITIONS or statement.kind in pysyntax.COMPOUND:
             if run:
                 yield _span(run, "block")
                 run = []
-            if isinstance(node, ast.ClassDef):
-                span = _span([node], "class")
+            if definition == "class_definition":
+                span = _span([statement], "class")
                 if span.end - span.start + 1 > max_lines:
-                    yield from _spans(node.body, max_lines, in_class=True)
+                    yield from _spans(statement.body(), max_lines, in_class=True)
                     continue
                 yield span
-            elif isinstance(node, DEFS):
-                yield _span([node], "method" if in_class else "function")
+            elif definition == "function_definition":
+                yield _span([statement], "method" if in_class else "function")
             else:
-                yield _span([node], "block")
+                yield _span([statement], "block")
         else:
-            run.append(node)
+            run.append(statement)
     if run:
         yield _span(run, "block")
 
@@ -823,60 +954,141 @@ def _length_reason(lines: Sequence[str], settings: SeedSettings) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """A source as its snippets name it."""
+
+    name: str
+    repository: str
+
+
+def _snippet(source: _Origin, doc: _Document, start: int, end: int, kind: str, text: str) -> Snippet:
+    return Snippet(
+        source=source.name,
+        repository=source.repository,
+        path=doc.path,
+        start_line=start,
+        end_line=end,
+        kind=kind,
+        licence=_licence_of(doc),
+        sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+        text=text,
+    )
+
+
 def _syntactic_snippets(
-    source: str, doc: _Document, tree: ast.Module, settings: SeedSettings, tally: Tally
+    source: _Origin, doc: _Document, module: pysyntax.Node, settings: SeedSettings, tally: Tally
 ) -> list[Snippet]:
     lines = doc.text.split("\n")
     found: list[Snippet] = []
-    for span in _spans(tree.body, settings.max_lines, in_class=False):
+    top = pysyntax.statements(module)
+    header_end = _licence_header_end(lines, top) if settings.filters.licence_header else 0
+    for span in _spans(top, settings.max_lines, in_class=False):
         selected = lines[span.start - 1 : span.end]
-        reason = _length_reason(selected, settings)
+        reason = "licence_header" if span.start <= header_end else _length_reason(selected, settings)
         if reason is None:
             text = textwrap.dedent("\n".join(selected))
-            reason = _content_reason(text, span.nodes, span.start)
+            reason = _content_reason(text, span.statements, settings.filters, span.start)
         if reason:
             tally.snippets_skipped[reason] += 1
             continue
         found.append(
-            Snippet(source=source, path=doc.path, start_line=span.start, end_line=span.end, kind=span.kind, text=text)
+            _snippet(source, doc, span.start, span.end, span.kind, text)
         )
     return found
 
 
-def _window_snippets(source: str, doc: _Document, settings: SeedSettings, seed: int, tally: Tally) -> list[Snippet]:
+def _statement_windows(
+    statements: Sequence[pysyntax.Statement], draw: Callable[[], int], max_lines: int
+) -> Iterator[tuple[int, int]]:
+    """Non-overlapping runs of consecutive sibling statements, each ending before it would pass a
+    length drawn anew for it; a statement longer than ``max_lines`` is entered, block by block.
+    A run of siblings parses once dedented, wherever it sits."""
+    start = end = 0
+    target = draw()
+    for statement in statements:
+        if statement.end - statement.start + 1 > max_lines:
+            if start:
+                yield start, end
+                start = 0
+            for block in statement.blocks():
+                yield from _statement_windows(block, draw, max_lines)
+            continue
+        if start and statement.end - start + 1 > target:
+            yield start, end
+            start = 0
+        if not start:
+            start, target = statement.start, draw()
+        end = statement.end
+    if start:
+        yield start, end
+
+
+def _line_windows(count: int, draw: Callable[[], int]) -> Iterator[tuple[int, int]]:
+    """The paper's raw line windows, laid end to end: each as long as a length drawn for it."""
+    start = 1
+    while start <= count:
+        end = min(count, start + draw() - 1)
+        yield start, end
+        start = end + 1
+
+
+def _window_snippets(
+    source: _Origin, doc: _Document, module: pysyntax.Node, settings: SeedSettings, seed: int, tally: Tally
+) -> list[Snippet]:
+    """As many windows as the file holds, without overlap, at most ``max_windows_per_file`` of them
+    (a seeded sample, in file order). Windows are aligned to statements unless
+    ``window_alignment: lines`` asks for raw line windows."""
     lines = doc.text.rstrip("\n").split("\n")
-    if len(lines) < settings.min_lines:
-        tally.snippets_skipped["too_short"] += 1
-        return []
-    rng = random.Random(f"{seed}:window:{source}:{doc.path}")  # independent of file order
-    for _ in range(WINDOW_TRIES):
-        length = rng.randint(settings.min_lines, min(settings.max_lines, len(lines)))
-        start = rng.randint(0, len(lines) - length)
-        window = lines[start : start + length]
+    rng = random.Random(f"{seed}:window:{source.name}:{doc.path}")  # independent of file order
+
+    def draw() -> int:
+        return rng.randint(settings.min_lines, settings.max_lines)
+
+    if settings.window_alignment == "statements":
+        spans = list(_statement_windows(pysyntax.statements(module), draw, settings.max_lines))
+    else:
+        spans = list(_line_windows(len(lines), draw))
+    header_end = _licence_header_end(lines, pysyntax.statements(module))
+    found: list[Snippet] = []
+    for start, end in spans:
+        window = lines[start - 1 : end]
         text = "\n".join(window)
-        reason = _length_reason(window, settings)
+        reason = "licence_header" if settings.filters.licence_header and start <= header_end else None
+        reason = reason or _length_reason(window, settings)
         if reason is None:
             dedented = textwrap.dedent(text)  # a window inside a function parses once dedented
-            reparsed = _parse(dedented)
-            reason = _content_reason(dedented, reparsed.body if reparsed else None)
-        if reason is None:
-            return [
-                Snippet(
-                    source=source,
-                    path=doc.path,
-                    start_line=start + 1,
-                    end_line=start + length,
-                    kind="window",
-                    text=text,
-                )
-            ]
-        tally.snippets_skipped[reason] += 1
-    return []
+            reparsed = pysyntax.parse(dedented)
+            statements = pysyntax.statements(reparsed) if reparsed is not None else None
+            reason = _content_reason(dedented, statements, settings.filters)
+        if reason:
+            tally.snippets_skipped[reason] += 1
+            continue
+        found.append(_snippet(source, doc, start, end, "window", text))
+    if len(found) > settings.max_windows_per_file:
+        tally.snippets_skipped["over_max_windows_per_file"] += len(found) - settings.max_windows_per_file
+        keep = sorted(rng.sample(range(len(found)), settings.max_windows_per_file))
+        found = [found[i] for i in keep]
+    return found
 
 
-def _file_reason(doc: _Document) -> str | None:
+_LICENCE_WORDS = re.compile(r"licen[cs]e|copyright|spdx-license-identifier|\(c\) \d{4}", re.IGNORECASE)
+
+
+def _licence_header_end(lines: Sequence[str], statements: Sequence[pysyntax.Statement]) -> int:
+    """The last line of the file's licence header (its leading comments, and its docstring, when
+    they name a licence or a copyright), or 0 where it has none."""
+    end = 0
+    while end < len(lines) and (not lines[end].strip() or lines[end].lstrip().startswith("#")):
+        end += 1
+    if statements and pysyntax.is_string_statement(statements[0]) and statements[0].start <= end + 1:
+        end = statements[0].end
+    return end if _LICENCE_WORDS.search("\n".join(lines[:end])) else 0
+
+
+def _file_reason(doc: _Document, filters: SeedFilters) -> str | None:
     head = "\n".join(doc.text.split("\n", GENERATED_HEAD_LINES)[:GENERATED_HEAD_LINES])
-    return "generated" if GENERATED_MARK.search(head) else None
+    return "generated" if filters.generated and GENERATED_MARK.search(head) else None
 
 
 def _normalised(text: str) -> str:
@@ -915,7 +1127,7 @@ def _files_within_limits(source: dict[str, Any], settings: SeedSettings, enough:
         for rel in _directory_listing(name, root, include, source.get("exclude", [])):
             if found >= min(enough, cap):
                 break
-            found += bool(_path_reason(rel) is None and _small_enough(root / rel, settings))
+            found += bool(_path_reason(rel, settings.filters) is None and _small_enough(root / rel, settings))
         return found
     if kind == "jsonl" and source.get("path"):
         path, limit, found = Path(source["path"]), _max_row_bytes(settings), 0
@@ -966,19 +1178,21 @@ def collect_snippets(
     duplicates = 0
     for source in sources:
         name, kind = source["name"], source["type"]
+        origin = _Origin(name, source_repository(source))
         tally = Tally()
         found = 0
+        licences: Counter[str] = Counter()
         for doc in _documents(source, config, seed, tally):
-            reason = _file_reason(doc)
-            tree = _parse(doc.text) if reason is None else None
+            reason = _file_reason(doc, config.filters)
+            tree = pysyntax.parse(doc.text) if reason is None else None
             if reason is not None or tree is None:
                 tally.files_skipped[reason or "syntax_error"] += 1
                 continue
             tally.files_used += 1
             if config.snippet_mode == "syntactic":
-                cut = _syntactic_snippets(name, doc, tree, config, tally)
+                cut = _syntactic_snippets(origin, doc, tree, config, tally)
             else:
-                cut = _window_snippets(name, doc, config, seed, tally)
+                cut = _window_snippets(origin, doc, tree, config, seed, tally)
             tally.snippets_found += len(cut)
             for snippet in cut:
                 key = hashlib.sha1(_normalised(snippet["text"]).encode("utf-8", "surrogatepass")).digest()
@@ -987,6 +1201,7 @@ def collect_snippets(
                     continue
                 seen.add(key)
                 snippets.append(snippet)
+                licences[snippet["licence"] or "unstated"] += 1
                 found += 1
         if not found:
             reasons = dict(tally.files_skipped + tally.snippets_skipped)
@@ -996,9 +1211,11 @@ def collect_snippets(
             )
         per_source[name] = {
             "type": kind,
+            "repository": origin.repository,
             "files_seen": tally.files_seen,
             "files_used": tally.files_used,
             "snippets": found,
+            "licences": dict(licences.most_common()),  # snippets per licence, as the files or the source state it
         }
         total.add(tally)
     stats = {
@@ -1021,34 +1238,54 @@ def collect_snippets(
 # ---------------------------------------------------------------- pairs
 
 
-def _pair_indices(groups: list[list[int]], count: int, rng: random.Random) -> list[tuple[int, int]]:
-    """``count`` distinct unordered pairs of items from two different groups.
+def _pair_indices(
+    groups: list[list[int]], count: int, rng: random.Random, max_reuse: int | None = None
+) -> list[tuple[int, int]]:
+    """``count`` distinct unordered pairs of items from two different groups, no item in more
+    than ``max_reuse`` of them (fewer pairs where that cap, or the pairs possible, run out).
 
     Two groups are drawn uniformly, then one item from each. When the pairs
     wanted are a large share of all possible ones, all are listed and shuffled
-    instead, which cannot stall on repeats.
+    instead, which cannot stall on repeats. A pair the cap refuses is passed over.
     """
     sizes = [len(g) for g in groups]
     possible = (sum(sizes) ** 2 - sum(s * s for s in sizes)) // 2
-    count = min(count, possible)
+    count = min(count, possible, max_reuse * sum(sizes) // 2 if max_reuse else possible)
+    uses: Counter[int] = Counter()
+
+    def fits(a: int, b: int) -> bool:
+        return max_reuse is None or (uses[a] < max_reuse and uses[b] < max_reuse)
+
+    pairs: list[tuple[int, int]] = []
     if 2 * count >= possible:
         every = [(a, b) for gi, ga in enumerate(groups) for gb in groups[gi + 1 :] for a in ga for b in gb]
         rng.shuffle(every)
-        return [(a, b) if rng.random() < 0.5 else (b, a) for a, b in every[:count]]
-    pairs: list[tuple[int, int]] = []
+        for a, b in every:
+            if len(pairs) == count:
+                break
+            if fits(a, b):
+                uses.update((a, b))
+                pairs.append((a, b) if rng.random() < 0.5 else (b, a))
+        return pairs
     seen: set[tuple[int, int]] = set()
-    while len(pairs) < count:
+    attempts = 0
+    while len(pairs) < count and attempts < 50 * count + 1000:  # the cap can leave no pair to find
+        attempts += 1
         ga, gb = rng.sample(groups, 2)
         a, b = rng.choice(ga), rng.choice(gb)
         key = (min(a, b), max(a, b))
-        if key not in seen:
+        if key not in seen and fits(a, b):
             seen.add(key)
+            uses.update((a, b))
             pairs.append((a, b))
     return pairs
 
 
-def make_pairs(snippets: list[Snippet], count: int, fewshot_ids: Sequence[str], seed: int) -> list[PairRecord]:
-    """Pair records (without ``shard``) for ``count`` prompts, or fewer if fewer pairs exist."""
+def make_pairs(
+    snippets: list[Snippet], count: int, fewshot_ids: Sequence[str], seed: int, max_reuse: int | None = None
+) -> list[PairRecord]:
+    """Pair records (without ``shard``) for ``count`` prompts, or fewer if fewer pairs exist
+    (each snippet in at most ``max_reuse`` of them)."""
     by_file: dict[tuple[str, str], list[int]] = {}
     for index, snippet in enumerate(snippets):
         by_file.setdefault((snippet["source"], snippet["path"]), []).append(index)
@@ -1057,7 +1294,7 @@ def make_pairs(snippets: list[Snippet], count: int, fewshot_ids: Sequence[str], 
     if not fewshot_ids:
         raise SeedError("seeds: no few-shot examples to choose from")
     rng = random.Random(f"{seed}:pairs")
-    chosen = _pair_indices(list(by_file.values()), count, rng)
+    chosen = _pair_indices(list(by_file.values()), count, rng, max_reuse)
     examples = random.Random(f"{seed}:fewshot")
     width = max(6, len(str(len(chosen) - 1)))
     return [
@@ -1102,7 +1339,7 @@ def _commit_seed(
     if any("\x00" in v or _not_utf8(v) for v in (old, new, message)):
         return skip("binary_or_not_utf8")
     file_name = next((row[c] for c in FILE_NAME_COLUMNS if isinstance(row.get(c), str) and row[c]), "")
-    reason = _path_reason(file_name) if file_name else None
+    reason = _path_reason(file_name, settings.filters) if file_name else None
     if reason:
         return skip(reason)
     if max(len(old.encode("utf-8")), len(new.encode("utf-8"))) > settings.max_file_bytes:
@@ -1112,15 +1349,15 @@ def _commit_seed(
         return skip("identical")
     if max(old.count("\n"), new.count("\n")) + 1 > settings.max_code_lines:
         return skip("too_long")
-    if _file_reason(_Document(label, old)):
+    if _file_reason(_Document(label, old), settings.filters):
         return skip("generated")
     changed = changed_lines(commit_diff(old, new))
     if changed > settings.max_diff_lines:
         return skip("diff_too_large")
-    old_tree, new_tree = _parse(old), _parse(new)
-    if old_tree is None or new_tree is None:
+    same = pysyntax.same_code(old, new)
+    if same is None:
         return skip("syntax_error")
-    if ast.dump(old_tree) == ast.dump(new_tree):
+    if same:
         return skip("no_code_change")  # comments, blank lines or layout only
     commit = row.get("commit")
     return CommitSeed(
@@ -1297,10 +1534,21 @@ def run_seeds(
         return stats
     check_sources(sources, config)  # before any file is parsed
     snippets, stats = collect_snippets(sources, config, seed)
-    pairs = make_pairs(snippets, config.num_prompts, sorted(load_fewshot()), seed)
-    stats.update(pairs_requested=config.num_prompts, pairs=len(pairs), shards=_shard(pairs, shard_paths, stems))
+    pairs = make_pairs(snippets, config.num_prompts, sorted(load_fewshot()), seed, config.max_snippet_reuse)
+    reuse = Counter(snippet["text"] for pair in pairs for snippet in pair["snippets"])
+    stats.update(
+        pairs_requested=config.num_prompts,
+        pairs=len(pairs),
+        max_snippet_reuse=config.max_snippet_reuse,
+        most_reused_snippet=max(reuse.values(), default=0),
+        shards=_shard(pairs, shard_paths, stems),
+    )
     if len(pairs) < config.num_prompts:
-        log.warning("only %d distinct pairs exist; %d were asked for", len(pairs), config.num_prompts)
+        stats["pairs_short"] = (
+            f"{len(pairs)} of {config.num_prompts} pairs: {len(snippets)} snippets, each in at most "
+            f"{config.max_snippet_reuse} pairs (seeds.max_snippet_reuse); add sources or raise the cap"
+        )
+        log.warning("seeds: %s", stats["pairs_short"])
     write_json(stats_path, stats)
     log.info("seeds: %d files used, %d snippets, %d pairs", stats["files_used"], stats["snippets"], len(pairs))
     return stats
