@@ -90,6 +90,9 @@ def test_statements_know_their_kind_lines_names_and_bodies() -> None:
 
 def test_same_code_ignores_layout_comments_and_quotes_but_not_blocks() -> None:
     assert pysyntax.same_code("x = (1 +\n     2)  # sum\n", "x = (1 + 2)\n")
+    assert pysyntax.same_code("f(a, b,)\nx = (y)\n", "f(a, b)\nx = y\n")  # as the interpreter's tree sees it
+    assert pysyntax.same_code("type T = int\n", "type T  =  int  # alias\n")  # 3.12 syntax, on any Python
+    assert not pysyntax.same_code("type T = int\n", "type T = str\n")
     assert pysyntax.same_code("s = 'a'\n", 's = "a"\n')
     assert not pysyntax.same_code("s = 'a'\n", "s = 'b'\n")
     assert not pysyntax.same_code("if a:\n    b()\nc()\n", "if a:\n    b()\n    c()\n")  # indentation is syntax

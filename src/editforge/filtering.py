@@ -131,16 +131,14 @@ def filter_triplet(rec: Mapping[str, Any], settings: Mapping[str, Any]) -> str |
     ``settings`` is the config's ``filtering:`` section.
     """
     # The current Python grammar (tree-sitter), whatever interpreter runs the stage.
-    pre_tree = pysyntax.parse(rec["pre_code"]) if rec["pre_code"].strip() else None
-    if pre_tree is None:
+    if not (rec["pre_code"].strip() and pysyntax.is_valid(rec["pre_code"])):
         return "pre_code_syntax"
-    post_tree = pysyntax.parse(rec["post_code"]) if rec["post_code"].strip() else None
-    if post_tree is None:
+    if not (rec["post_code"].strip() and pysyntax.is_valid(rec["post_code"])):
         return "post_code_syntax"
     if not rec["instruction_lazy"].strip() or not rec["instruction_descriptive"].strip():
         return "empty_instruction"
-    # The tokens leave out comments, blank lines, spacing and quoting style.
-    if list(pysyntax.tokens(pre_tree)) == list(pysyntax.tokens(post_tree)):
+    # Comments, blank lines, spacing and quoting style are no change.
+    if pysyntax.same_code(rec["pre_code"], rec["post_code"]):
         return "no_change"
     stats = diff_stats(rec["pre_code"], rec["post_code"])
     if stats.changed_lines < settings["min_changed_lines"]:

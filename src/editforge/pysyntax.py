@@ -15,8 +15,10 @@ unexpected indent, or a dedent to no enclosing level). Lines are 1-based.
 
 from __future__ import annotations
 
+import ast
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -222,8 +224,15 @@ def _string_token(text: str) -> str:
 
 
 def same_code(a: str, b: str) -> bool | None:
-    """Whether two programs are the same code, layout and comments aside (None if one does not parse)."""
+    """Whether two programs are the same code, layout, comments and quoting aside (None if one is
+    not valid Python): by the running interpreter's syntax tree where it parses both, which is
+    also blind to redundant parentheses and trailing commas, else by their tokens."""
     tree_a, tree_b = parse(a), parse(b)
     if tree_a is None or tree_b is None:
         return None
-    return list(tokens(tree_a)) == list(tokens(tree_b))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escapes and the like are the code's business
+            return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a newer Python's syntax
+        return list(tokens(tree_a)) == list(tokens(tree_b))

@@ -102,6 +102,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import pysyntax
+from .provenance import (
+    LICENCE_COLUMNS,
+    STDLIB_LICENCE,
+    PackageLicences,
+    licence_of,
+    row_licence,
+    source_repository,
+)
 from .records import CommitRecord, CommitSeed, PairRecord, Snippet, write_json, write_jsonl
 from .synthesis import commit_diff, load_fewshot
 
@@ -266,96 +274,6 @@ class _Document:
     licence: str | None = None  # as the source states it: the package's metadata, a row's column
 
 
-# ---------------------------------------------------------------- provenance
-
-_SPDX = re.compile(r"SPDX-License-Identifier:\s*([^\s*#\"']+(?:\s+(?:AND|OR|WITH)\s+[^\s*#\"']+)*)")
-SPDX_HEAD_LINES = 30
-# A table row may name its licence (CommitPackFT: license; the Stack: detected_licenses).
-LICENCE_COLUMNS = ("license", "licenses", "detected_licenses")
-STDLIB_LICENCE = "PSF-2.0"
-
-
-def _licence_of(doc: _Document) -> str | None:
-    """An SPDX header in the file's first lines, else what its source states, else None."""
-    head = "\n".join(doc.text.split("\n", SPDX_HEAD_LINES)[:SPDX_HEAD_LINES])
-    match = _SPDX.search(head)
-    return match.group(1) if match else doc.licence
-
-
-def _metadata_licence(folder: Path) -> str | None:
-    """The licence a package folder's metadata states: pyproject.toml, setup.cfg or PKG-INFO."""
-    import configparser
-    import tomllib
-
-    try:
-        if (folder / "pyproject.toml").is_file():
-            project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
-            licence = project.get("license")
-            if isinstance(licence, dict):
-                licence = licence.get("text")
-            if isinstance(licence, str) and licence.strip():
-                return licence.strip().splitlines()[0]
-        if (folder / "setup.cfg").is_file():
-            parser = configparser.ConfigParser(interpolation=None)
-            parser.read(folder / "setup.cfg", encoding="utf-8")
-            licence = parser.get("metadata", "license", fallback="").strip()
-            if licence:
-                return licence.splitlines()[0]
-        if (folder / "PKG-INFO").is_file():
-            for line in (folder / "PKG-INFO").read_text(encoding="utf-8", errors="replace").splitlines():
-                if line.startswith(("License-Expression:", "License:")) and line.split(":", 1)[1].strip():
-                    return line.split(":", 1)[1].strip()
-    except (OSError, ValueError, configparser.Error):
-        return None
-    return None
-
-
-class _PackageLicences:
-    """The licence of the nearest package folder above a file, up to the source's root, looked up once a folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.known: dict[Path, str | None] = {}
-
-    def of(self, rel: str) -> str | None:
-        folder = (self.root / rel).parent
-        walked: list[Path] = []
-        found: str | None = None
-        while True:
-            if folder in self.known:
-                found = self.known[folder]
-                break
-            walked.append(folder)
-            found = _metadata_licence(folder)
-            if found is not None or folder == self.root or self.root not in folder.parents:
-                break
-            folder = folder.parent
-        for seen in walked:
-            self.known[seen] = found
-        return found
-
-
-def _row_licence(row: dict[str, Any]) -> str | None:
-    for column in LICENCE_COLUMNS:
-        value = row.get(column)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            return " AND ".join(value)
-    return None
-
-
-def source_repository(source: dict[str, Any]) -> str:
-    """Where a source's code comes from: its ``repository`` setting, else what its type tells."""
-    if source.get("repository"):
-        return str(source["repository"])
-    if source["type"] == "stdlib":
-        return f"CPython {sys.version.split()[0]} standard library"
-    if source["type"] == "hf":
-        return f"https://huggingface.co/datasets/{source.get('dataset', '')}"
-    return str(Path(source.get("path", "")).resolve())
-
-
 # ---------------------------------------------------------------- sources
 
 
@@ -442,7 +360,7 @@ def _directory_documents(
             tally.files_skipped[reason] += 1
         else:
             candidates.append(rel)
-    licences = _PackageLicences(root)
+    licences = PackageLicences(root)
     for rel in _cap(candidates, settings.max_files, rng, tally):
         path = root / rel
         small = _small_enough(path, settings)  # before the file is read whole
@@ -827,7 +745,7 @@ def _row_documents(
             continue
         with_column += 1
         file_name = next((row[c] for c in FILE_NAME_COLUMNS if isinstance(row.get(c), str)), None)
-        document = _row_document(table.row_label(number), row[column], file_name, _row_licence(row), settings, tally)
+        document = _row_document(table.row_label(number), row[column], file_name, row_licence(row), settings, tally)
         if document:
             yield document
     read = tally.files_seen - tally.files_skipped["over_max_files"]
@@ -970,7 +888,7 @@ def _snippet(source: _Origin, doc: _Document, start: int, end: int, kind: str, t
         start_line=start,
         end_line=end,
         kind=kind,
-        licence=_licence_of(doc),
+        licence=licence_of(doc.text, doc.licence),
         sha256=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
         text=text,
     )
