@@ -92,7 +92,7 @@ def test_every_answer_is_counted_once_per_round_whichever_run_paid_for_it(tmp_pa
     (tmp_path / "seeds.json").write_text(json.dumps({"pairs": 2}))
     (tmp_path / "dataset.json").write_text(json.dumps({"total": 1}))
     rounds = {
-        "round1": {"calls": 3, "cached": 5, "errors": 1, "prompt_tokens": 30, "completion_tokens": 6,
+        "round1": {"calls": 3, "batch_calls": 2, "cached": 5, "errors": 1, "prompt_tokens": 30, "completion_tokens": 6,
                    "cached_prompt_tokens": 50, "cached_completion_tokens": 10, "cost": 0.3, "cached_cost": 0.5},
         "round2": {"calls": 2, "cached": 0, "errors": 0, "prompt_tokens": 20, "completion_tokens": 4,
                    "cached_prompt_tokens": 0, "cached_completion_tokens": 0, "cost": 0.2, "cached_cost": 0.0},
@@ -110,8 +110,8 @@ def test_every_answer_is_counted_once_per_round_whichever_run_paid_for_it(tmp_pa
     assert (usage["answered"], usage["calls"], usage["cached"], usage["errors"]) == (10, 5, 5, 1)
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (100, 20)
     assert (usage["cost"], usage["paid_cost"]) == (pytest.approx(1.0), pytest.approx(0.5))
-    assert usage["by_round"] == {"round1": {"answered": 8, "calls": 3, "cached": 5, "errors": 1},
-                                 "round2": {"answered": 2, "calls": 2, "cached": 0, "errors": 0}}
+    assert usage["by_round"] == {"round1": {"answered": 8, "calls": 3, "batch_calls": 2, "cached": 5, "errors": 1},
+                                 "round2": {"answered": 2, "calls": 2, "batch_calls": 0, "cached": 0, "errors": 0}}
     markdown = (tmp_path / "funnel.md").read_text()
     assert "| m | 1 | 1 | - | 10 | 5 | 5 | 1 | 100 | 20 | 1.0000 |" in markdown
-    assert "| m | round1 | 8 | 3 | 5 | 1 |" in markdown
+    assert "| m | round1 | 8 | 3 | 2 | 5 | 1 |" in markdown  # 2 of the 3 paid now came through a batch

@@ -255,6 +255,38 @@ def test_a_hard_kill_mid_synthesis_and_mid_parse_resumes_with_the_same_command(
     assert usage["cost"] == pytest.approx(uninterrupted["usage"]["cost"]) and usage["paid_cost"] < usage["cost"]
 
 
+def test_batch_mode_writes_what_live_calls_write_and_a_killed_run_polls_its_batches(
+    tmp_path: Path, tiny_run: TinyRun, code_dir: Path, tiny_model_dir: Path, benchmark_path: Path
+) -> None:
+    """The tiny run's synthesis through the batch API: killed while its first batches wait, then
+    the same command. It polls the recorded batches rather than submitting them again, and writes
+    the live run's dataset, with every answer booked at the batch price."""
+    target = "results/dataset/train.jsonl"
+    with FakeServer(responder=synthesis_responder, batch_polls=10**6) as server:
+        config = tiny_config(tmp_path, code_dir, server.base_url, str(tiny_model_dir), benchmark_path)
+        config["models"]["fake"] |= {"mode": "batch", "batch": {"poll_s": 0.2},
+                                     "batch_price": {"input_per_mtok": 0.5, "output_per_mtok": 1.0}}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+                   "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", target]
+        _kill_when(command, lambda: len(server.batches) == 2, "while both round-1 batches wait")
+        assert list((tmp_path / "cache/batches/fake").glob("*.json")), "no batch was recorded"
+        server.batch_polls = 1
+        resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr[-4000:]
+        # One batch per shard and round: the two the killed run submitted were polled, not sent again.
+        assert len(server.batches) == 4 and set(server.served.values()) == {1}
+        report = subprocess.run([*command[:-1], "results/report/funnel.json"], capture_output=True, text=True)
+        assert report.returncode == 0, report.stderr[-4000:]
+    for name in ("filtered/triplets.jsonl", "dataset/train.jsonl"):
+        assert (tmp_path / "results" / name).read_text() == (tiny_run.workdir / "results" / name).read_text(), name
+    usage = json.loads((tmp_path / "results/report/funnel.json").read_text())["synthesis"]["fake"]["usage"]
+    live = json.loads((tiny_run.workdir / "results/report/funnel.json").read_text())["synthesis"]["fake"]["usage"]
+    assert (usage["answered"], usage["batch_calls"], usage["errors"]) == (16, 16, 0)
+    assert usage["cost"] == pytest.approx(live["cost"] / 2)  # the batch price is half the live one here
+    assert not list((tmp_path / "cache/batches").rglob("*.json")), "finished calls leave no batch record"
+
+
 def test_an_unreachable_server_stops_the_run_before_any_synthesis(
     tmp_path: Path, code_dir: Path, tiny_model_dir: Path, benchmark_path: Path
 ) -> None:

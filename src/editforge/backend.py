@@ -37,6 +37,7 @@ import openai
 from tqdm import tqdm
 
 from editforge import embedded
+from editforge.batch import BatchRecord, BatchSettings, Line, OfflineBatches, Outcome, RemoteBatches, run_attempts
 from editforge.cache import CompletionCache, cache_key
 from editforge.edit_format import render_plain
 from editforge.serving import ModelServer, ServeSettings
@@ -72,6 +73,7 @@ class Completion:
     completion_tokens: int = 0
     error: str | None = None
     cached: bool = False
+    batch: bool = False  # answered through a batch (billed at the batch price)
 
 
 @dataclass
@@ -88,11 +90,12 @@ class UsageTotals:
     calls: int = 0  # completions produced by the model in this process
     cached: int = 0  # completions served from the cache
     errors: int = 0
+    batch_calls: int = 0  # of ``calls``, those answered through batches
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
-    cost: float | None = None  # only where the model spec gives prices
+    cost: float | None = None  # only where the model spec gives prices; batch answers at the batch price
     cached_cost: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,6 +131,8 @@ class OpenAISettings:
     prefill: Literal["none", "continue_final_message"] = "none"
     use_n: bool = True
     serve: ServeSettings | None = None  # start the server in this job (editforge.serving)
+    mode: Literal["live", "batch"] = "live"  # batch: the calls go as batch files (editforge.batch)
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
     def __post_init__(self) -> None:
         _require(self.serve is None or self.base_url is None, "base_url and serve exclude each other")
@@ -158,7 +163,7 @@ def _require(condition: bool, message: str) -> None:
 
 # Keys of a models entry besides the backend's own settings; prompt_format is read by
 # the evaluation (how CanItEdit prompts are built), not here.
-_SHARED_KEYS = ("backend", "price", "prompt_format")
+_SHARED_KEYS = ("backend", "price", "batch_price", "prompt_format")
 
 _SETTINGS: dict[str, type[OpenAISettings] | type[TransformersSettings]] = {
     "openai": OpenAISettings,
@@ -183,6 +188,11 @@ def open_backend(name: str, spec: Mapping[str, Any], cache_dir: str | Path | Non
     server in this process's job, at the first call the cache cannot answer, and
     stop it at ``close()`` (see ``editforge.serving``; ``model`` is then what the
     server loads, a local folder keyed by its weights like a transformers model);
+    ``mode``: "live" (the default) or "batch": the calls of each ``generate()`` go as
+    batch files through the server's files and batches API, or, for a ``serve:`` model,
+    through ``serve.batch_command`` (``vllm run-batch``) with no server; ``batch``: their
+    settings (``editforge.batch.BatchSettings``); ``batch_price``: what batch answers cost
+    (default: ``price``). Both modes share the cache, so switching pays nothing twice;
     ``prefill``: how a
     ``Request.prefill`` is sent. It always goes as a final assistant message;
     "continue_final_message" also sends ``continue_final_message: true,
@@ -209,13 +219,22 @@ def open_backend(name: str, spec: Mapping[str, Any], cache_dir: str | Path | Non
     values = {key: value for key, value in spec.items() if key not in _SHARED_KEYS}
     if kind == "openai" and values.get("serve") is not None:
         values["serve"] = _parse(ServeSettings, f"{where}.serve", values["serve"])
+    if kind == "openai" and values.get("batch") is not None:
+        values["batch"] = _parse(BatchSettings, f"{where}.batch", values["batch"])
     settings = _parse(_SETTINGS[kind], where, values, also_allowed=_SHARED_KEYS)
     price = None if spec.get("price") is None else _parse(Price, f"{where}.price", spec["price"])
+    batch_price = price
+    if spec.get("batch_price") is not None:
+        if price is None:
+            raise ValueError(f"{where}.batch_price: give price too (the price of live calls)")
+        batch_price = _parse(Price, f"{where}.batch_price", spec["batch_price"])
     cache = None if cache_dir is None else CompletionCache(cache_dir)
     if cache is not None:
         cache.check_writable()  # before any call is paid for, not at the first answer
     if isinstance(settings, OpenAISettings):
-        return OpenAIBackend(name, settings, _api_key(where, settings), cache, price)
+        return OpenAIBackend(name, settings, _api_key(where, settings), cache, price, batch_price)
+    if "batch_price" in spec:
+        raise ValueError(f"{where}.batch_price: batches are for an 'openai' backend model")
     return TransformersBackend(name, settings, cache, price)
 
 
@@ -291,12 +310,20 @@ class Backend(ABC):
 
     kind: str  # "openai" or "transformers"
 
-    def __init__(self, name: str, identity: str, cache: CompletionCache | None, price: Price | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        identity: str,
+        cache: CompletionCache | None,
+        price: Price | None,
+        batch_price: Price | None = None,
+    ) -> None:
         self.name = name
         self.identity = identity  # the model as the cache key names it
         self._cache = cache
         self._price = price
-        self._usage = UsageTotals()
+        self._batch_price = batch_price or price
+        self._usage = UsageTotals(cost=0.0, cached_cost=0.0)
 
     @abstractmethod
     def generate(self, requests: Sequence[Request], *, desc: str = "generate") -> list[list[Completion]]:
@@ -306,10 +333,14 @@ class Backend(ABC):
     def usage(self) -> UsageTotals:
         """Totals of this process; tokens count only completions not served from the cache."""
         totals = replace(self._usage)
-        if self._price is not None:
-            totals.cost = self._price.of(totals.prompt_tokens, totals.completion_tokens)
-            totals.cached_cost = self._price.of(totals.cached_prompt_tokens, totals.cached_completion_tokens)
+        if self._price is None:
+            totals.cost = totals.cached_cost = None
         return totals
+
+    def cost_of(self, completion: Completion) -> float:
+        """What one answer cost: at the batch price where it came through a batch."""
+        price = self._batch_price if completion.batch else self._price
+        return 0.0 if price is None else price.of(completion.prompt_tokens, completion.completion_tokens)
 
     @abstractmethod
     def close(self) -> None:
@@ -350,11 +381,13 @@ class Backend(ABC):
         entry = self._cache.get(key) if self._cache is not None else None
         if entry is None or any(name not in entry for name in _STORED):
             return None
-        return Completion(**{name: entry[name] for name in _STORED}, cached=True)
+        return Completion(**{name: entry[name] for name in _STORED}, cached=True, batch=entry.get("batch") is True)
 
     def _store(self, key: str, completion: Completion) -> None:
         if self._cache is not None:
-            self._cache.put(key, {name: getattr(completion, name) for name in _STORED})
+            # How it was paid for (not part of the answer): a cached answer is then costed as it was billed.
+            paid = {"batch": True} if completion.batch else {}
+            self._cache.put(key, {name: getattr(completion, name) for name in _STORED} | paid)
 
 
 class _Run:
@@ -383,6 +416,7 @@ class _Run:
                 hits += filled
                 usage.cached_prompt_tokens += completion.prompt_tokens
                 usage.cached_completion_tokens += completion.completion_tokens
+                usage.cached_cost = (usage.cached_cost or 0.0) + backend.cost_of(completion)
         usage.cached += hits
         self.tokens = 0
         self.started = time.monotonic()
@@ -415,10 +449,12 @@ class _Run:
         if completion.error is None:
             self.backend._store(key, completion)
             usage.calls += filled
+            usage.batch_calls += filled if completion.batch else 0
         else:
             usage.errors += filled
         usage.prompt_tokens += completion.prompt_tokens
         usage.completion_tokens += completion.completion_tokens
+        usage.cost = (usage.cost or 0.0) + self.backend.cost_of(completion)
         self.tokens += completion.completion_tokens
         elapsed = max(time.monotonic() - self.started, 1e-9)
         self.bar.set_postfix_str(f"{self.tokens} tok, {self.tokens / elapsed:.0f} tok/s", refresh=False)
@@ -478,10 +514,17 @@ class OpenAIBackend(Backend):
     kind = "openai"
 
     def __init__(
-        self, name: str, settings: OpenAISettings, api_key: str, cache: CompletionCache | None, price: Price | None
+        self,
+        name: str,
+        settings: OpenAISettings,
+        api_key: str,
+        cache: CompletionCache | None,
+        price: Price | None,
+        batch_price: Price | None = None,
     ) -> None:
         # A served local folder (a student) is keyed by its weights, as in-process models are.
-        super().__init__(name, model_identity(settings.model) if settings.serve else settings.model, cache, price)
+        identity = model_identity(settings.model) if settings.serve else settings.model
+        super().__init__(name, identity, cache, price, batch_price)
         self.settings = settings
         self._api_key = api_key
         self._server: ModelServer | None = None
@@ -489,11 +532,72 @@ class OpenAIBackend(Backend):
     def generate(self, requests: Sequence[Request], *, desc: str = "generate") -> list[list[Completion]]:
         with _Run(self, requests, desc) as run:
             jobs = [(index, samples) for index in range(len(requests)) for samples in self._groups(run.missing(index))]
-            if jobs:
+            if jobs and self.settings.mode == "batch":
+                self._run_batches(requests, run, jobs)
+            elif jobs:
                 asyncio.run(self._run_jobs(requests, run, jobs, self._base_url()))
                 if self._server is not None:
                     self._server.check_alive()
             return run.completions()
+
+    def _run_batches(self, requests: Sequence[Request], run: _Run, jobs: list[tuple[int, list[int]]]) -> None:
+        """The missing samples as batch lines, until answered or out of resubmissions (editforge.batch)."""
+        if self._cache is None:
+            raise ValueError(f"models.{self.name}.mode: batch needs a cache_dir (a killed job resumes from it)")
+        # Named by every key of the call, answered or not, so a resumed job finds its batches.
+        call = cache_key({"batch_call": [key for row in run.keys for key in row]})
+        record = BatchRecord(self._cache.root / "batches" / self.name / f"{call}.json", self.name)
+        targets: dict[str, tuple[int, list[int]]] = {}
+
+        def line(index: int, samples: list[int]) -> Line:
+            key = run.keys[index][samples[0]]
+            path, body = self._body(requests[index], len(samples), key)
+            targets[key] = (index, samples)
+            return Line(key, "/v1" + path, body)
+
+        def handle(sent: Line, outcome: Outcome, last: bool) -> Line | None:
+            index, samples = targets.pop(sent.custom_id)
+            request = requests[index]
+            if outcome.body is not None:
+                try:
+                    got = _parse_choices(outcome.body, len(samples), chat=request.prompt is None)
+                except _BadResponse as err:
+                    outcome = Outcome(error=f"bad response: {err}", retryable=True)
+                else:
+                    for sample, completion in zip(samples, got, strict=False):  # got may be shorter
+                        run.deliver(index, sample, replace(completion, batch=True))
+                    samples = samples[len(got) :]
+                    outcome = Outcome(error=f"{len(got)} of {len(got) + len(samples)} choices answered", retryable=True)
+            if not samples:
+                return None
+            if outcome.retryable and not last:
+                return line(index, samples)
+            error = self._scrub(f"batch: {outcome.error}")
+            log.warning("%s: request %d failed: %s", self.name, index, error)
+            for sample in samples:
+                run.deliver(index, sample, Completion("", None, error=error, batch=True))
+            return None
+
+        lines = [line(index, samples) for index, samples in jobs]
+        run_attempts(lines, self._batch_runner(record), record, self.settings.batch, handle)
+
+    def _batch_runner(self, record: BatchRecord) -> RemoteBatches | OfflineBatches:
+        serve = self.settings.serve
+        if serve is not None:
+            model = self.settings.model
+            return OfflineBatches(
+                lambda source, target: serve.batch_argv(model, source, target),
+                serve.env,
+                record.folder,
+                self.name,
+            )
+        client = openai.OpenAI(
+            api_key=self._api_key,
+            base_url=self.settings.base_url,
+            timeout=self.settings.timeout_s,
+            max_retries=self.settings.max_retries,  # uploads and polls; the client backs off
+        )
+        return RemoteBatches(client, self.settings.batch, self.name, self._scrub)
 
     def close(self) -> None:
         """Stop the server this backend started, if any (each generate() call opens and
@@ -582,6 +686,19 @@ class OpenAIBackend(Backend):
     async def _call(
         self, client: openai.AsyncOpenAI, slots: asyncio.Semaphore, request: Request, n: int, key: str
     ) -> list[Completion]:
+        path, body = self._body(request, n, key)
+        async with slots, asyncio.timeout(self.settings.timeout_s):
+            try:
+                # The client's generic post() (auth, headers, error types) rather than the
+                # typed create(): its parameter transform and response models cost 0.6 ms
+                # more CPU per call, which shows at hundreds of calls per second.
+                response = await client.post(path, cast_to=object, body=body)
+            except json.JSONDecodeError as err:
+                raise _BadResponse(f"malformed JSON body ({err.msg})") from None
+        return _parse_choices(response, n, chat=request.prompt is None)
+
+    def _body(self, request: Request, n: int, key: str) -> tuple[str, dict[str, Any]]:
+        """The path under the base URL and the body of the call for ``n`` samples (live or in a batch)."""
         sampling = request.sampling
         body: dict[str, Any] = {
             "model": self.settings.model,
@@ -602,15 +719,7 @@ class OpenAIBackend(Backend):
         if self.settings.send_seed:
             body["seed"] = int(key[:8], 16)
         body.update(self._extra_body(request))
-        async with slots, asyncio.timeout(self.settings.timeout_s):
-            try:
-                # The client's generic post() (auth, headers, error types) rather than the
-                # typed create(): its parameter transform and response models cost 0.6 ms
-                # more CPU per call, which shows at hundreds of calls per second.
-                response = await client.post(path, cast_to=object, body=body)
-            except json.JSONDecodeError as err:
-                raise _BadResponse(f"malformed JSON body ({err.msg})") from None
-        return _parse_choices(response, n, chat=request.prompt is None)
+        return path, body
 
     def _retry_wait(self, err: Exception, failures: int) -> float | None:
         """Seconds to wait before trying again, or None where trying again cannot help."""
@@ -641,8 +750,10 @@ class OpenAIBackend(Backend):
             text = f"bad response: {err}"
         else:
             text = f"{type(err).__name__}: {err}"
-        text = text[:1000]
-        # A server may echo request headers in its error text: never pass the key on.
+        return self._scrub(text[:1000])
+
+    def _scrub(self, text: str) -> str:
+        """A server may echo request headers in its error text: never pass the key on."""
         return text if self._api_key == "EMPTY" else text.replace(self._api_key, "<api key>")
 
 

@@ -29,7 +29,7 @@ EVALUATION_SAMPLING = {"temperature": 0.2, "top_p": 0.95, "max_tokens": 2048}
 # stay out of rule params so that, e.g., raising concurrency reruns nothing.
 OPERATIONAL_KEYS = frozenset(
     {"base_url", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "retry_base_s",
-     "retry_max_s", "num_threads", "device", "price", "use_n", "serve"}
+     "retry_max_s", "num_threads", "device", "price", "use_n", "serve", "mode", "batch", "batch_price"}
 )
 
 
@@ -151,7 +151,11 @@ def _check_references(cfg: dict[str, Any]) -> None:
                 raise ConfigError(f"models.{name}.serve: only an 'openai' backend model is served")
             if "base_url" in spec:
                 raise ConfigError(f"models.{name}.serve: leave base_url out; the started server's address is used")
-            _check_serve(f"models.{name}.serve", spec["serve"])
+            _check_serve(f"models.{name}.serve", spec["serve"], batch=spec.get("mode") == "batch")
+        if spec.get("mode") == "batch" and spec["backend"] != "openai":
+            raise ConfigError(f"models.{name}.mode: batch is for an 'openai' backend model (an API or a serve: block)")
+        if "batch_price" in spec and "price" not in spec:
+            raise ConfigError(f"models.{name}.batch_price: give price too (the price of live calls)")
     for name, student in students.items():
         if "serve" in student:
             _check_serve(f"training.students.{name}.serve", student["serve"])
@@ -179,9 +183,11 @@ def _check_references(cfg: dict[str, Any]) -> None:
         raise ConfigError("seeds.sources: source names must be unique")
 
 
-def _check_serve(where: str, serve: dict[str, Any]) -> None:
+def _check_serve(where: str, serve: dict[str, Any], batch: bool = False) -> None:
     try:
-        ServeSettings(**serve)
+        settings = ServeSettings(**serve)
+        if batch:
+            settings.batch_argv("model", Path("input"), Path("output"))
     except ValueError as err:
         raise ConfigError(f"{where}: {err}") from None
 

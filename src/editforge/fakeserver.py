@@ -1,7 +1,14 @@
 """An OpenAI-compatible HTTP server for tests and benchmarks, with scriptable faults.
 
 It serves ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` on
-127.0.0.1. Answers are deterministic: by default a text derived from a hash of
+127.0.0.1, and the batch API: ``/v1/files`` (upload, content) and ``/v1/batches``
+(create, retrieve, list; ``batch_api=False`` leaves them out). A batch answers
+``in_progress`` to its first
+``batch_polls`` retrievals, then ends the way ``batch_outcome(batch_number)`` says
+("completed" by default; "expired" and "cancelled" answer the first half of the lines
+and report the rest as not done; "failed" answers none, as a rejected input file). Its
+lines are answered like live calls, ``script`` included, so a scripted error status
+becomes a failed line. Answers are deterministic: by default a text derived from a hash of
 the last message (or the prompt) and the choice index, or whatever a
 ``responder(body, choice_index)`` returns. ``n`` is honoured.
 
@@ -23,6 +30,10 @@ In a test::
 From a shell (prints the base URL once listening)::
 
     python -m editforge.fakeserver --port 8000 --latency-ms 200 --concurrency 64
+
+and, standing in for ``vllm run-batch`` (a batch file answered offline)::
+
+    python -m editforge.fakeserver run-batch -i requests.jsonl -o results.jsonl --model NAME
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import sys
 import threading
 import time
 from collections import Counter
@@ -82,6 +94,8 @@ def hang(seconds: float) -> Behaviour:
 
 Script = Callable[[dict[str, Any], int], Behaviour]
 Responder = Callable[[dict[str, Any], int], str]
+BatchOutcome = Literal["completed", "expired", "cancelled", "failed"]
+BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
 
 
 def sequence(*behaviours: Behaviour) -> Script:
@@ -150,6 +164,9 @@ class FakeServer:
         port: int = 0,
         api_key: str | None = None,
         listed_models: Sequence[str] | None = ("fake",),
+        batch_polls: int = 1,
+        batch_outcome: Callable[[int], BatchOutcome] | None = None,
+        batch_api: bool = True,
     ) -> None:
         self.responder = responder
         self.script = script
@@ -166,6 +183,13 @@ class FakeServer:
         self.authorizations: list[str] = []  # the Authorization header of every call
         self.in_flight = 0
         self.max_in_flight = 0
+        self.batch_polls = batch_polls
+        self.batch_api = batch_api  # False: no /v1/files and /v1/batches (404), as `vllm serve`
+        self.batch_outcome = batch_outcome
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}  # the batch objects, by id
+        self.batch_lines: dict[str, list[dict[str, Any]]] = {}  # the input lines of each batch
+        self._batch_retrievals: Counter[str] = Counter()
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -198,6 +222,12 @@ class FakeServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._text)
         app.router.add_get("/v1/models", self._models)
+        if self.batch_api:
+            app.router.add_post("/v1/files", self._upload)
+            app.router.add_get("/v1/files/{file_id}/content", self._file_content)
+            app.router.add_post("/v1/batches", self._create_batch)
+            app.router.add_get("/v1/batches", self._list_batches)
+            app.router.add_get("/v1/batches/{batch_id}", self._retrieve_batch)
         # Handlers stop when their client goes away, and shutdown is short: calls
         # scripted to hang must not outlive a test.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
@@ -281,6 +311,125 @@ class FakeServer:
         finally:
             self.in_flight -= 1
 
+    # ---- the batch API
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        if refusal := self._refusal(request):
+            return refusal
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField) or form.get("purpose") != "batch":
+            return _error(400, "expected a multipart upload with a file and purpose=batch")
+        content = upload.file.read()
+        file_id = f"file-{len(self.files) + 1}"
+        self.files[file_id] = content
+        return web.json_response(_file_object(file_id, content, upload.filename))
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        if refusal := self._refusal(request):
+            return refusal
+        content = self.files.get(request.match_info["file_id"])
+        if content is None:
+            return _error(404, f"no file {request.match_info['file_id']}")
+        return web.Response(body=content, content_type="application/octet-stream")
+
+    async def _create_batch(self, request: web.Request) -> web.Response:
+        if refusal := self._refusal(request):
+            return refusal
+        spec = await request.json()
+        content = self.files.get(spec.get("input_file_id", ""))
+        if content is None:
+            return _error(400, f"input_file_id {spec.get('input_file_id')!r} is not an uploaded file")
+        if spec.get("endpoint") not in BATCH_ENDPOINTS:
+            return _error(400, f"endpoint must be one of {', '.join(BATCH_ENDPOINTS)}")
+        lines = [json.loads(raw) for raw in content.decode("utf-8").splitlines() if raw.strip()]
+        if any(line.get("url") != spec["endpoint"] for line in lines):
+            return _error(400, "every line's url must be the batch's endpoint")
+        batch_id = f"batch-{len(self.batches) + 1}"
+        self.batch_lines[batch_id] = lines
+        self.batches[batch_id] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": spec["endpoint"],
+            "input_file_id": spec["input_file_id"],
+            "completion_window": spec.get("completion_window", "24h"),
+            "status": "validating",
+            "created_at": int(time.time()),
+            "metadata": spec.get("metadata"),
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "output_file_id": None,
+            "error_file_id": None,
+            "errors": None,
+        }
+        return web.json_response(self.batches[batch_id])
+
+    async def _list_batches(self, request: web.Request) -> web.Response:
+        if refusal := self._refusal(request):
+            return refusal
+        return web.json_response({"object": "list", "data": list(self.batches.values()), "has_more": False})
+
+    async def _retrieve_batch(self, request: web.Request) -> web.Response:
+        if refusal := self._refusal(request):
+            return refusal
+        batch = self.batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return _error(404, f"no batch {request.match_info['batch_id']}")
+        self._batch_retrievals[batch["id"]] += 1
+        if batch["status"] in ("validating", "in_progress"):
+            if self._batch_retrievals[batch["id"]] > self.batch_polls:
+                self._finish_batch(batch)
+            else:
+                batch["status"] = "in_progress"
+        return web.json_response(batch)
+
+    def _finish_batch(self, batch: dict[str, Any]) -> None:
+        number = list(self.batches).index(batch["id"]) + 1
+        outcome = self.batch_outcome(number) if self.batch_outcome else "completed"
+        if outcome == "failed":
+            message = "scripted failure: the input file was rejected"
+            batch.update(status="failed", errors={"object": "list", "data": [{"code": "invalid", "message": message}]})
+            return
+        lines = self.batch_lines[batch["id"]]
+        done = len(lines) if outcome == "completed" else len(lines) // 2
+        answered, failed = [], []
+        for position, line in enumerate(lines):
+            if position >= done:
+                error = {"code": f"batch_{outcome}", "message": f"not executed: the batch was {outcome}"}
+                failed.append({"custom_id": line["custom_id"], "response": None, "error": error})
+                continue
+            result = self.batch_result(line)
+            (answered if result["response"]["status_code"] == 200 else failed).append(result)
+        for name, results in (("output_file_id", answered), ("error_file_id", failed)):
+            if results:
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = "".join(json.dumps(result) + "\n" for result in results).encode("utf-8")
+                batch[name] = file_id
+        batch["request_counts"] = {"total": len(lines), "completed": len(answered), "failed": len(failed)}
+        batch["status"] = outcome
+
+    def batch_result(self, line: dict[str, Any]) -> dict[str, Any]:
+        """One batch line answered as the live call would be: its result line."""
+        body = line["body"]
+        key = request_id(body)
+        self.calls[key] += 1
+        self.bodies.append(body)
+        self.paths.append(line["url"])
+        behaviour = self.script(body, self.calls[key]) if self.script else OK
+        chat = line["url"].endswith("/chat/completions")
+        if behaviour.kind == "status":
+            status, answer = behaviour.status, {"error": {"message": behaviour.message, "code": behaviour.status}}
+        elif behaviour.kind in ("drop", "malformed"):
+            status, answer = 500, {"error": {"message": "the server failed", "code": 500}}
+        elif behaviour.kind == "empty":
+            status, answer = 200, self._completion(body, [], chat)
+        else:
+            count = int(body.get("n") or 1)
+            texts = [self.responder(body, index) for index in range(min(count, self.max_choices or count))]
+            self.served[key] += 1
+            status, answer = 200, self._completion(body, texts, chat)
+        response = {"status_code": status, "request_id": f"fake-{len(self.bodies)}", "body": answer}
+        return {"id": f"req-{len(self.bodies)}", "custom_id": line["custom_id"], "response": response, "error": None}
+
     def _completion(self, body: dict[str, Any], texts: list[str], chat: bool) -> dict[str, Any]:
         choices: list[dict[str, Any]] = []
         for index, text in enumerate(texts):
@@ -306,6 +455,28 @@ class FakeServer:
         }
 
 
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=status)
+
+
+def _file_object(file_id: str, content: bytes, filename: str) -> dict[str, Any]:
+    return {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+            "filename": filename, "purpose": "batch", "status": "processed"}
+
+
+def run_batch_file(source: str, target: str, model: str) -> None:
+    """Answer a batch file offline, as ``vllm run-batch -i source -o target --model model`` does."""
+    server = FakeServer()
+    with open(source, encoding="utf-8") as lines, open(target, "w", encoding="utf-8") as results:
+        for raw in lines:
+            if raw.strip():
+                line = json.loads(raw)
+                if line["body"].get("model") != model:
+                    raise SystemExit(f"line {line['custom_id']}: model {line['body'].get('model')!r} is not {model!r}")
+                results.write(json.dumps(server.batch_result(line)) + "\n")
+    print(f"answered {len(server.bodies)} requests of {source}", flush=True)
+
+
 async def _serve(server: FakeServer) -> None:
     await server.start()
     print(f"listening on {server.base_url}", flush=True)
@@ -313,6 +484,16 @@ async def _serve(server: FakeServer) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run-batch"]:
+        batch = argparse.ArgumentParser(prog="fakeserver run-batch", description=run_batch_file.__doc__)
+        batch.add_argument("-i", "--input-file", required=True)
+        batch.add_argument("-o", "--output-file", required=True)
+        batch.add_argument("--model", required=True)
+        batch.add_argument("--tensor-parallel-size", type=int, default=1, help="accepted, as vllm takes it")
+        args = batch.parse_args(argv[1:])
+        run_batch_file(args.input_file, args.output_file, args.model)
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every answer")

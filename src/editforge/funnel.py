@@ -75,7 +75,7 @@ def outcomes_of(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int
     return {model: dict(counts) for model, counts in sorted(outcomes.items())}
 
 
-COUNTS = ("calls", "cached", "errors")
+COUNTS = ("calls", "batch_calls", "cached", "errors")
 TOKENS = ("prompt_tokens", "completion_tokens")
 
 
@@ -84,6 +84,7 @@ def _usage_by_model(usage_paths: list[PathLike]) -> dict[str, dict[str, Any]]:
 
     Per model: ``answered`` (every answer once: ``calls`` paid by the run that wrote the
     file, plus ``cached``, which includes answers paid by an earlier run that was killed),
+    ``batch_calls`` (of ``calls``, those answered through batches, costed at the batch price),
     ``errors`` (calls that failed after their retries), the tokens and ``cost`` of all the
     answers, ``paid_cost`` (what the runs that wrote the files paid), and the counts per
     round in ``by_round``. The model is read from the file, not its path: a name may hold ``/``.
@@ -182,12 +183,12 @@ def render_markdown(funnel: dict[str, Any]) -> str:
         )
     lines += ["", "Tokens and cost are those of every answer, whichever run paid for it (an answer from the cache "
               "was paid once, by an earlier run); failed calls are those that failed after their retries.", "",
-              "| model | round | answered calls | paid now | from cache | failed calls |",
-              "|---|---|---:|---:|---:|---:|"]
+              "| model | round | answered calls | paid now | of them by batch | from cache | failed calls |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for model, row in funnel["synthesis"].items():
         for round_, use in row["usage"].get("by_round", {}).items():
-            lines.append(f"| {model} | {round_} | {use['answered']:.0f} | {use['calls']:.0f} | {use['cached']:.0f} | "
-                         f"{use['errors']:.0f} |")
+            lines.append(f"| {model} | {round_} | {use['answered']:.0f} | {use['calls']:.0f} | "
+                         f"{use.get('batch_calls', 0):.0f} | {use['cached']:.0f} | {use['errors']:.0f} |")
     if funnel.get("stages"):
         lines += ["", "## Triplets after each stage", "", *stage_table(funnel["stages"])]
     dataset = funnel["dataset"]

@@ -59,17 +59,46 @@ def check_model(name: str, spec: Mapping[str, Any]) -> str:
     if spec["backend"] == "openai":
         if spec.get("serve"):
             return f"{where}: served in its own job ({spec['model']}); the job checks its server when it starts"
-        return _check_openai(where, spec)
+        checked = _check_openai(where, spec)
+        return f"{checked}; {_check_batch_api(where, spec)}" if spec.get("mode") == "batch" else checked
     return _check_transformers(where, str(spec["model"]))
+
+
+def _client(spec: Mapping[str, Any]) -> Any:
+    import openai
+
+    key_env = spec.get("api_key_env")
+    key = os.environ[key_env] if key_env else "EMPTY"
+    return openai.OpenAI(api_key=key, base_url=_url(spec), timeout=_PROBE_TIMEOUT_S, max_retries=1)
+
+
+def _url(spec: Mapping[str, Any]) -> str:
+    return str(spec.get("base_url") or "https://api.openai.com/v1")
+
+
+def _check_batch_api(where: str, spec: Mapping[str, Any]) -> str:
+    """A model in batch mode: the server has a batch API and the key may use it (listing costs nothing)."""
+    import openai
+
+    url = _url(spec)
+    try:
+        _client(spec).batches.list(limit=1)
+    except (openai.NotFoundError, openai.PermissionDeniedError, openai.BadRequestError) as err:
+        raise PreflightError(
+            f"{where}.mode: batch, but the server at {url} offers no batch API to this key "
+            f"(GET /batches: {_reason(err)}); set {where}.mode: live"
+        ) from None
+    except openai.APIError as err:
+        raise PreflightError(f"{where}: the server at {url} answered GET /batches with {_reason(err)}") from None
+    return "its batch API answers"
 
 
 def _check_openai(where: str, spec: Mapping[str, Any]) -> str:
     import openai
 
-    url = spec.get("base_url") or "https://api.openai.com/v1"
+    url = _url(spec)
     key_env = spec.get("api_key_env")
-    key = os.environ[key_env] if key_env else "EMPTY"
-    client = openai.OpenAI(api_key=key, base_url=url, timeout=_PROBE_TIMEOUT_S, max_retries=1)
+    client = _client(spec)
     model = str(spec["model"])
     key_fix = f"set {key_env} to a valid key" if key_env else f"set {where}.api_key_env to the variable holding a key"
     try:

@@ -104,17 +104,19 @@ def stage_frame(stages: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     )
 
 
+CALL_COLUMNS = ("answered calls", "paid now", "of them by batch", "from cache", "failed calls")
+
+
 def calls_frame(synthesis: Mapping[str, Mapping[str, Any]]) -> pl.DataFrame:
     """The funnel's calls per synthesis model and round: answered (paid now or from the cache) and failed."""
     return pl.DataFrame(
         [
             {"model": model, "round": round_, "answered calls": use["answered"], "paid now": use["calls"],
-             "from cache": use["cached"], "failed calls": use["errors"]}
+             "of them by batch": use.get("batch_calls", 0), "from cache": use["cached"], "failed calls": use["errors"]}
             for model, row in synthesis.items()
             for round_, use in row.get("usage", {}).get("by_round", {}).items()
         ],
-        schema={"model": pl.String, "round": pl.String,
-                **dict.fromkeys(("answered calls", "paid now", "from cache", "failed calls"), pl.Int64)},
+        schema={"model": pl.String, "round": pl.String, **dict.fromkeys(CALL_COLUMNS, pl.Int64)},
     )
 
 

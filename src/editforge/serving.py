@@ -11,6 +11,9 @@ so a job answered from the cache never loads the model). The server listens on
 --port, "{port}", --tp, "{gpus}"]``), ``args`` (appended), ``gpus`` (what the job
 asks the scheduler for), ``startup_timeout_s`` and ``env`` (extra variables).
 ``{model}``, ``{port}`` and ``{gpus}`` in the command and args are filled in.
+``batch_command`` (default ``vllm run-batch -i {input} -o {output} --model {model}
+--tensor-parallel-size {gpus}``, then ``args``) runs a model in batch mode (``mode: batch``)
+offline, with no server: see ``editforge.batch``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 VLLM_COMMAND = ["vllm", "serve", "{model}", "--host", HOST, "--port", "{port}", "--tensor-parallel-size", "{gpus}"]
+# A model in batch mode runs its batch files offline, with no server (editforge.batch).
+VLLM_BATCH_COMMAND = ["vllm", "run-batch", "-i", "{input}", "-o", "{output}", "--model", "{model}",
+                      "--tensor-parallel-size", "{gpus}"]
+_BATCH_PLACEHOLDERS = {"model": "m", "input": "i", "output": "o", "gpus": 1}
 _PLACEHOLDERS = {"model": "m", "port": 0, "gpus": 1}
 _TAIL_LINES = 40
 _PR_SET_PDEATHSIG = 1
@@ -49,6 +56,7 @@ class ServeSettings:
     gpus: int = 1
     startup_timeout_s: float = 1800.0  # a 70B model can take many minutes to load
     env: dict[str, str] = field(default_factory=dict)
+    batch_command: list[str] = field(default_factory=lambda: list(VLLM_BATCH_COMMAND))
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -65,9 +73,25 @@ class ServeSettings:
                 part.format(**_PLACEHOLDERS)
             except (KeyError, IndexError, ValueError) as err:
                 raise ValueError(f"{part!r}: only {{model}}, {{port}} and {{gpus}} are filled in ({err})") from None
+        if not all(any(f"{{{name}}}" in part for part in self.batch_command) for name in ("input", "output")):
+            raise ValueError("batch_command must take the batch file: put '{input}' and '{output}' where it does")
 
     def argv(self, model: str, port: int) -> list[str]:
         return [part.format(model=model, port=port, gpus=self.gpus) for part in [*self.command, *self.args]]
+
+    def batch_argv(self, model: str, source: os.PathLike[str], target: os.PathLike[str]) -> list[str]:
+        """``batch_command`` with ``args``, for the batch file ``source``, results to ``target``."""
+        values = {"model": model, "input": os.fspath(source), "output": os.fspath(target), "gpus": self.gpus}
+        argv = []
+        for part in [*self.batch_command, *self.args]:
+            try:
+                argv.append(part.format(**values))
+            except (KeyError, IndexError, ValueError) as err:
+                raise ValueError(
+                    f"serve: {part!r}: a batch command fills in only {{model}}, {{input}}, {{output}} and {{gpus}} "
+                    f"({err}); move server-only arguments into command"
+                ) from None
+        return argv
 
 
 class ModelServer:
