@@ -218,7 +218,7 @@ class FakeServer:
     # ---- running in the current event loop
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=200 * 2**20)  # batch files as large as OpenAI takes
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._text)
         app.router.add_get("/v1/models", self._models)
