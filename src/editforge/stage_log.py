@@ -31,6 +31,8 @@ def logged(path: str | os.PathLike[str]) -> Iterator[None]:
         logging.basicConfig(
             stream=log, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
         )
+        for chatty in ("httpx", "httpx2"):  # a line per HTTP request (batch polls): editforge's own lines suffice
+            logging.getLogger(chatty).setLevel(logging.WARNING)
         failure: BaseException | None = None
         try:
             yield
