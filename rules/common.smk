@@ -5,6 +5,7 @@
 import re
 from pathlib import Path
 
+from editforge import cluster_resources
 from editforge import config as efconfig
 from editforge import run_lock
 from editforge.run_summary import end_of_run
@@ -23,7 +24,9 @@ TARGETS = config["evaluation"]["targets"]
 # The models the preflight checks: every synthesis model, and every evaluated model behind an API.
 API_TARGETS = [t for t in TARGETS if config["models"].get(t, {}).get("backend") == "openai"]
 CHECKED_MODELS = list(dict.fromkeys([*SYNTHESIS_MODELS, *API_TARGETS]))
-TEMPLATES = sorted(str(p) for p in Path(workflow.basedir, "src", "editforge", "templates").glob("*"))
+# The prompt templates as inputs (an edit reruns synthesis), found through the package that reads them:
+# workflow.basedir is the deploying workflow's folder when this workflow runs as a module.
+TEMPLATES = sorted(str(p) for p in Path(efconfig.__file__).with_name("templates").glob("*"))
 
 
 wildcard_constraints:
@@ -127,7 +130,14 @@ def student_base_params(wildcards):
 
 
 def training_gpus(wildcards):
-    return config["training"]["students"][wildcards.student]["num_gpus"]
+    """GPUs per node; none where the student trains on the CPU (accelerate_config: cpu, or a base model
+    that runs on the CPU: device: cpu, or the embedded model), so a cluster without GPUs runs the demo."""
+    student = config["training"]["students"][wildcards.student]
+    base = efconfig.student_base(config, wildcards.student)
+    on_cpu = student["accelerate_config"] == "cpu" or (
+        base["backend"] == "transformers" and efconfig.job_gpus(base) == 0
+    )
+    return 0 if on_cpu else student["num_gpus"]
 
 
 def training_nodes(wildcards):
@@ -140,19 +150,56 @@ def training_gpu_resource(wildcards):
 
 
 def training_gres(wildcards):
-    """A multi-node job asks for its GPUs per node (--gres=gpu:N)."""
-    return None if training_nodes(wildcards) == 1 else f"gpu:{training_gpus(wildcards)}"
+    """A multi-node job asks for its GPUs per node (--gres=gpu:N), a CPU-only one for none."""
+    gpus = training_gpus(wildcards)
+    return None if training_nodes(wildcards) == 1 or gpus == 0 else f"gpu:{gpus}"
 
 
 def training_threads(wildcards):
     """About 8 CPU cores per GPU for data loading; 2 for a one-process run."""
     gpus = training_gpus(wildcards)
-    return 8 * gpus if gpus > 1 else 2
+    return RESOURCES.threads("finetune", 8 * gpus if gpus > 1 else 2, gpus)
 
 
 def student_settings(wildcards):
     """What trains the student; how it is served for evaluation is not part of it."""
     return {k: v for k, v in config["training"]["students"][wildcards.student].items() if k != "serve"}
+
+
+# What each job asks for (editforge.cluster_resources): config resources, grown on each retry (attempt),
+# capped to the largest partition of resources.partitions that could run it, and locally to --resources mem_mb.
+def _local_mem_mb():
+    value = workflow.global_resources.get("mem_mb")
+    value = getattr(value, "value", value)
+    return value if workflow.local_exec and isinstance(value, int) else None
+
+
+RESOURCES = cluster_resources.planner(config, Path(workflow.basedir), _local_mem_mb())
+
+
+def job_mem_mb(name, model_mb=None, gpus=None):
+    """mem_mb of a job of ``name`` (a rule); model_mb, gpus: functions of the wildcards, for a job holding a model."""
+
+    def mem_mb(wildcards, attempt):
+        return RESOURCES.mem_mb(name, attempt, model_mb and model_mb(wildcards), gpus(wildcards) if gpus else 0)
+
+    return mem_mb
+
+
+def job_runtime(name, gpus=None):
+    """runtime (minutes) of a job of ``name`` (a rule name)."""
+
+    def runtime(wildcards, attempt):
+        return RESOURCES.runtime(name, attempt, gpus(wildcards) if gpus else 0)
+
+    return runtime
+
+
+def job_threads(name, default, gpus=None):
+    """Threads of a job of ``name`` (a rule name), from resources.<name>.cpus, else ``default``."""
+    return lambda wildcards: RESOURCES.threads(
+        name, default(wildcards) if callable(default) else default, gpus(wildcards) if gpus else 0
+    )
 
 
 def print_report():

@@ -19,13 +19,16 @@ rule dataset:
         dataset_info="results/dataset/dataset_info.json",
         topics="results/dataset/topics.json",
         funnel="results/dataset/funnel.png",
-    params:
-        settings=config["dataset"],
-        seed=config["seed"],
-        generators={name: config["models"][name]["model"] for name in SYNTHESIS_MODELS},
     log:
         "logs/dataset.log",
     conda:
         "../envs/filtering.yaml"
+    resources:
+        mem_mb=job_mem_mb("dataset"),
+        runtime=job_runtime("dataset"),
+    params:
+        settings=config["dataset"],
+        seed=config["seed"],
+        generators={name: config["models"][name]["model"] for name in SYNTHESIS_MODELS},
     script:
         "../scripts/dataset.py"

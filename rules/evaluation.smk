@@ -9,6 +9,14 @@ rule eval_preflight:
         report="results/evaluation/preflight.json",
         # Only the excluded problems: generation reads this, so a changed limit reruns no generation.
         excluded="results/evaluation/excluded.json",
+    log:
+        "logs/evaluation/preflight.log",
+    conda:
+        "../envs/evaluation.yaml"
+    threads: config["evaluation"]["workers"]
+    resources:
+        mem_mb=job_mem_mb("eval_preflight"),
+        runtime=job_runtime("eval_preflight"),
     params:
         problems=config["evaluation"]["problems"],
         timeout_s=config["evaluation"]["timeout_s"],
@@ -16,11 +24,6 @@ rule eval_preflight:
         sandbox=config["sandbox"],
         python=config["evaluation"]["python"],
         reference_failures=config["evaluation"]["reference_failures"],
-    threads: config["evaluation"]["workers"]
-    log:
-        "logs/evaluation/preflight.log",
-    conda:
-        "../envs/evaluation.yaml"
     script:
         "../scripts/eval_preflight.py"
 
@@ -33,19 +36,20 @@ rule eval_generate:
         preflight=target_preflight,
     output:
         "results/evaluation/{target}/completions.jsonl",
+    log:
+        "logs/evaluation/{target}/generate.log",
+    conda:
+        "../envs/evaluation.yaml"
+    threads: target_threads
+    resources:
+        gpu=target_gpus,
+        mem_mb=job_mem_mb("eval_generate", target_mem_mb, target_gpus),
+        runtime=job_runtime("eval_generate", target_gpus),
     params:
         model=target_params,
         problems=config["evaluation"]["problems"],
         samples=config["evaluation"]["samples"],
         sampling=config["evaluation"]["sampling"],
-    threads: target_threads
-    resources:
-        gpu=target_gpus,
-        mem_mb=target_mem_mb,
-    log:
-        "logs/evaluation/{target}/generate.log",
-    conda:
-        "../envs/evaluation.yaml"
     script:
         "../scripts/eval_generate.py"
 
@@ -56,16 +60,19 @@ rule eval_execute:
         benchmark="results/benchmark/canitedit.jsonl",
     output:
         "results/evaluation/{target}/executions.jsonl",
+    log:
+        "logs/evaluation/{target}/execute.log",
+    conda:
+        "../envs/evaluation.yaml"
+    threads: job_threads("eval_execute", config["evaluation"]["workers"])
+    resources:
+        mem_mb=job_mem_mb("eval_execute"),
+        runtime=job_runtime("eval_execute"),
     params:
         timeout_s=config["evaluation"]["timeout_s"],
         memory_mb=config["evaluation"]["memory_mb"],
         sandbox=config["sandbox"],
         python=config["evaluation"]["python"],
-    threads: config["evaluation"]["workers"]
-    log:
-        "logs/evaluation/{target}/execute.log",
-    conda:
-        "../envs/evaluation.yaml"
     script:
         "../scripts/eval_execute.py"
 
@@ -93,11 +100,14 @@ rule eval_score:
             subcategory="CanItEdit pass@1",
             labels={"result": "pass@1 chart"},
         ),
-    params:
-        k=config["evaluation"]["k"],
     log:
         "logs/evaluation/score.log",
     conda:
         "../envs/evaluation.yaml"
+    resources:
+        mem_mb=job_mem_mb("eval_score"),
+        runtime=job_runtime("eval_score"),
+    params:
+        k=config["evaluation"]["k"],
     script:
         "../scripts/eval_score.py"

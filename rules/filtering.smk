@@ -5,12 +5,15 @@
 rule benchmark:
     output:
         "results/benchmark/canitedit.jsonl",
-    params:
-        source=efconfig.benchmark_source(config),
     log:
         "logs/benchmark.log",
     conda:
         "../envs/evaluation.yaml"
+    resources:
+        mem_mb=job_mem_mb("benchmark"),
+        runtime=job_runtime("benchmark"),
+    params:
+        source=efconfig.benchmark_source(config),
     script:
         "../scripts/benchmark.py"
 
@@ -20,16 +23,19 @@ rule filter_shard:
         "results/triplets/{model}/{shard}.jsonl",
     output:
         "results/filtered/{model}/{shard}.jsonl",
-    params:
-        settings=config["filtering"],
-        tests_model=tests_model_params,
-        sandbox=sandbox_params_for_filtering(),
-    resources:
-        gpu=tests_model_gpus,
     log:
         "logs/filter/{model}/{shard}.log",
     conda:
         "../envs/filtering.yaml"
+    threads: job_threads("filter_shard", 1, tests_model_gpus)
+    resources:
+        gpu=tests_model_gpus,
+        mem_mb=job_mem_mb("filter_shard", gpus=tests_model_gpus),
+        runtime=job_runtime("filter_shard", tests_model_gpus),
+    params:
+        settings=config["filtering"],
+        tests_model=tests_model_params,
+        sandbox=sandbox_params_for_filtering(),
     script:
         "../scripts/filter_shard.py"
 
@@ -41,11 +47,14 @@ rule dedup:
     output:
         triplets="results/filtered/triplets.jsonl",
         report="results/filtered/decontamination.json",
-    params:
-        settings={k: config["filtering"][k] for k in ("minhash", "decontamination")},
     log:
         "logs/dedup.log",
     conda:
         "../envs/filtering.yaml"
+    resources:
+        mem_mb=job_mem_mb("dedup"),
+        runtime=job_runtime("dedup"),
+    params:
+        settings={k: config["filtering"][k] for k in ("minhash", "decontamination")},
     script:
         "../scripts/dedup.py"

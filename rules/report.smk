@@ -56,12 +56,12 @@ rule report_figures:
             subcategory="Distributions",
             labels={"result": "topic size histogram"},
         ),
-    params:
-        max_bins=40,
     log:
         "logs/report_figures.log",
     conda:
         "../envs/filtering.yaml"
+    params:
+        max_bins=40,
     script:
         "../scripts/report_figures.py"
 

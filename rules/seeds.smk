@@ -6,13 +6,16 @@ rule seeds:
     output:
         pairs=expand("results/seeds/pairs/{shard}.jsonl", shard=SHARDS),
         stats="results/seeds/stats.json",
-    params:
-        sources=config["seeds"]["sources"],
-        settings={k: v for k, v in config["seeds"].items() if k != "sources"},
-        seed=config["seed"],
     log:
         "logs/seeds.log",
     conda:
         "../envs/synthesis.yaml"
+    resources:
+        mem_mb=job_mem_mb("seeds"),
+        runtime=job_runtime("seeds"),
+    params:
+        sources=config["seeds"]["sources"],
+        settings={k: v for k, v in config["seeds"].items() if k != "sources"},
+        seed=config["seed"],
     script:
         "../scripts/seeds.py"

@@ -11,10 +11,10 @@
 rule preflight:
     output:
         temp("results/preflight/{use}/{checked}.txt"),
-    wildcard_constraints:
-        use="synthesis|evaluation",
     log:
         "logs/preflight/{use}/{checked}.log",
+    wildcard_constraints:
+        use="synthesis|evaluation",
     conda:
         "../envs/synthesis.yaml"
     script:
@@ -29,17 +29,18 @@ rule synthesize_round1:
     output:
         dialogues="results/synthesis/{model}/round1/{shard}.jsonl",
         usage="results/synthesis/{model}/round1/{shard}.usage.json",
-    params:
-        model=model_params,
-        settings=synthesis_settings(),
-    threads: synthesis_threads
-    resources:
-        gpu=synthesis_gpus,
-        mem_mb=synthesis_mem_mb,
     log:
         "logs/synthesis/{model}/round1/{shard}.log",
     conda:
         "../envs/synthesis.yaml"
+    threads: synthesis_threads
+    resources:
+        gpu=synthesis_gpus,
+        mem_mb=job_mem_mb("synthesize_round1", synthesis_mem_mb, synthesis_gpus),
+        runtime=job_runtime("synthesize_round1", synthesis_gpus),
+    params:
+        model=model_params,
+        settings=synthesis_settings(),
     script:
         "../scripts/synthesize.py"
 
@@ -51,17 +52,18 @@ rule synthesize_round2:
     output:
         dialogues="results/synthesis/{model}/round2/{shard}.jsonl",
         usage="results/synthesis/{model}/round2/{shard}.usage.json",
-    params:
-        model=model_params,
-        settings=synthesis_settings(),
-    threads: synthesis_threads
-    resources:
-        gpu=synthesis_gpus,
-        mem_mb=synthesis_mem_mb,
     log:
         "logs/synthesis/{model}/round2/{shard}.log",
     conda:
         "../envs/synthesis.yaml"
+    threads: synthesis_threads
+    resources:
+        gpu=synthesis_gpus,
+        mem_mb=job_mem_mb("synthesize_round2", synthesis_mem_mb, synthesis_gpus),
+        runtime=job_runtime("synthesize_round2", synthesis_gpus),
+    params:
+        model=model_params,
+        settings=synthesis_settings(),
     script:
         "../scripts/synthesize.py"
 
@@ -76,5 +78,8 @@ rule parse:
         "logs/parse/{model}/{shard}.log",
     conda:
         "../envs/synthesis.yaml"
+    resources:
+        mem_mb=job_mem_mb("parse"),
+        runtime=job_runtime("parse"),
     script:
         "../scripts/parse.py"

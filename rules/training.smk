@@ -9,17 +9,19 @@ rule finetune:
         "results/dataset/train.jsonl",
     output:
         directory("results/training/{student}/model"),
-    params:
-        base=student_base_params,
-        settings=student_settings,
     log:
         "logs/training/{student}.log",
+    conda:
+        "../envs/training.yaml"
     threads: training_threads
     resources:
         gpu=training_gpu_resource,
         gres=training_gres,
         nodes=training_nodes,
-    conda:
-        "../envs/training.yaml"
+        mem_mb=job_mem_mb("finetune", gpus=training_gpus),
+        runtime=job_runtime("finetune", training_gpus),
+    params:
+        base=student_base_params,
+        settings=student_settings,
     script:
         "../scripts/finetune.py"

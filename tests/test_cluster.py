@@ -123,3 +123,13 @@ def test_multi_node_fine_tuning_asks_for_gpus_per_node(tmp_path: Path, benchmark
     one = jobs["student=oce-dsc-6.7b"].resources
     assert (one["gpu"], one.get("gres"), one["nodes"]) == (8, None, 1)
     assert partition(jobs["student=oce-qwen3-8b"]) == partition(jobs["student=oce-dsc-6.7b"]) == "gpu"
+
+
+def test_the_demo_on_a_cluster_without_gpus_asks_for_none(tmp_path: Path, benchmark_path: Path) -> None:
+    """The embedded model runs on the CPU, so no job of the demo, fine-tuning included, asks for a GPU."""
+    jobs = dry_run(tmp_path, benchmark_path, "config/config.yaml")
+    finetune = by_rule(jobs, "finetune")
+    assert finetune and all((j.resources.get("gpu"), j.resources.get("gres")) == (0, None) for j in finetune)
+    assert {partition(j) for j in jobs} == {"cpu"}
+    # The paper's requests, from the config's resources; retries double them up to the partition's limit.
+    assert {(j.resources["mem_mb"], j.resources["runtime"]) for j in by_rule(jobs, "dedup")} == {(64000, 240)}

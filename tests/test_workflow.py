@@ -321,6 +321,18 @@ def test_lint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_snakefmt_is_clean() -> None:
+    """The formatting check the workflow catalog runs (line length in pyproject.toml's [tool.snakefmt])."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "--diff", "Snakefile", "rules"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"run `snakefmt Snakefile rules`:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
+
+
 def test_bad_config_stops_at_start_naming_the_key(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["filtering"]["max_hunkz"] = 7
