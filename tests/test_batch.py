@@ -16,7 +16,7 @@ import pytest
 
 from editforge import config as efconfig
 from editforge.backend import Completion, Request, Sampling, open_backend
-from editforge.batch import BatchError, Line, OfflineBatches, read_results
+from editforge.batch import BatchError, BatchRecord, Line, OfflineBatches, read_results
 from editforge.fakeserver import FakeServer, sequence, status
 from editforge.preflight import PreflightError, check_model
 from editforge.serving import ServeSettings
@@ -114,6 +114,27 @@ def test_a_killed_job_resumes_by_polling_its_batch_not_by_submitting_again(tmp_p
     assert all(c.error is None for row in got for c in row)
 
 
+def test_a_job_killed_between_creating_a_batch_and_recording_it_finds_that_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorded = BatchRecord.save
+
+    def killed_before_the_id_is_written(record: BatchRecord) -> None:
+        if any("id" in entry for attempt in record.attempts for entry in attempt):
+            raise KeyboardInterrupt
+        recorded(record)
+
+    with FakeServer() as server:
+        monkeypatch.setattr(BatchRecord, "save", killed_before_the_id_is_written)
+        with pytest.raises(KeyboardInterrupt):
+            open_backend("fake", spec(server), tmp_path).generate(requests()[:2])
+        monkeypatch.setattr(BatchRecord, "save", recorded)
+        assert len(server.batches) == 1 and "id" not in batch_records(tmp_path)[0]["attempts"][0][0]
+        got = open_backend("fake", spec(server), tmp_path).generate(requests()[:2])
+        assert len(server.batches) == 1, "the batch was submitted twice"
+    assert all(c.error is None for row in got for c in row)
+
+
 @pytest.mark.parametrize("ending", ["expired", "cancelled"])
 def test_a_batch_that_ends_early_answers_half_and_the_rest_goes_again(tmp_path: Path, ending: str) -> None:
     with FakeServer(batch_outcome=lambda number: ending if number == 1 else "completed") as server:
@@ -207,12 +228,11 @@ def test_offline_batches_run_through_the_serve_blocks_batch_command(tmp_path: Pa
 def test_an_offline_output_left_by_a_killed_job_is_read_not_made_again(tmp_path: Path) -> None:
     lines = [Line(f"id-{i}", "/v1/completions", {"model": "fake", "prompt": f"p{i}"}) for i in range(3)]
     settings = ServeSettings(batch_command=FAKE_RUN_BATCH)
-    made = OfflineBatches(lambda i, o: settings.batch_argv("fake", i, o), {}, tmp_path, "fake").submit(
-        "/v1/completions", lines, "attempt 1")
+    made = OfflineBatches(lambda i, o: settings.batch_argv("fake", i, o), {}, tmp_path, "fake").run(lines)
     # The job was killed after the command, before its record was written: the next one finds the output.
     broken = ServeSettings(batch_command=["false", "{input}", "{output}"])
     runner = OfflineBatches(lambda i, o: broken.batch_argv("fake", i, o), {}, tmp_path, "fake")
-    again = runner.submit("/v1/completions", lines, "attempt 1")
+    again = runner.run(lines)
     assert again == made
     assert sorted(runner.wait(again)) == ["id-0", "id-1", "id-2"]
 

@@ -95,8 +95,10 @@ class BatchLost(Exception):
 
 
 class Runner(Protocol):
-    def submit(self, url: str, lines: list[Line], label: str) -> dict[str, Any]:
-        """Start one batch; return what identifies it in the record."""
+    def submit(self, entry: dict[str, Any], lines: list[Line], label: str, save: Callable[[], None]) -> None:
+        """Start the batch of ``entry`` (its ``url``; ``custom_ids``, the lines): add what identifies it
+        (``id`` last) to ``entry``, calling ``save`` after each step. An entry that already holds a
+        step's result (a resumed job) goes on from there."""
 
     def wait(self, entry: dict[str, Any]) -> dict[str, Outcome]:
         """Wait until the batch ends; the outcome of each line it answered, by custom id (BatchLost:
@@ -141,9 +143,9 @@ class BatchRecord:
         while len(self.attempts) <= attempt:
             self.attempts.append([])
         self.attempts[attempt].append(entry)
-        self._save()
+        self.save()
 
-    def _save(self) -> None:
+    def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(json.dumps({"model": self.model, "attempts": self.attempts}), encoding="utf-8")
@@ -186,7 +188,13 @@ def _attempt(
     """One attempt: the batches recorded for it (a resumed job), then new ones for the lines they lack."""
     outcomes: dict[str, Outcome] = {}
     covered: set[str] = set()
+    label = f"{record.model} attempt {attempt + 1}"
     for entry in record.entries(attempt):
+        if "id" not in entry:  # killed while it was being submitted
+            lines = [pending[custom_id] for custom_id in entry["custom_ids"] if custom_id in pending]
+            if not lines:
+                continue
+            runner.submit(entry, lines, label, record.save)
         log.info("%s: resuming batch %s of attempt %d", record.model, entry["id"], attempt + 1)
         try:
             outcomes.update(runner.wait(entry))
@@ -202,9 +210,9 @@ def _attempt(
     for url, group in by_url.items():
         for start in range(0, len(group), settings.max_requests):
             chunk = group[start : start + settings.max_requests]
-            entry = runner.submit(url, chunk, f"{record.model} attempt {attempt + 1}")
-            entry |= {"url": url, "custom_ids": [line.custom_id for line in chunk]}
-            record.add(attempt, entry)  # before waiting: a killed job polls this batch again
+            entry: dict[str, Any] = {"url": url, "custom_ids": [line.custom_id for line in chunk]}
+            record.add(attempt, entry)  # before anything is sent: a killed job finds what it started
+            runner.submit(entry, chunk, label, record.save)
             entries.append(entry)
     for entry in entries:
         try:
@@ -261,20 +269,37 @@ class RemoteBatches:
         self.name = name
         self.scrub = scrub  # removes the API key from a text
 
-    def submit(self, url: str, lines: list[Line], label: str) -> dict[str, Any]:
-        content = "".join(line.as_json() + "\n" for line in lines).encode("utf-8")
+    def submit(self, entry: dict[str, Any], lines: list[Line], label: str, save: Callable[[], None]) -> None:
         try:
-            uploaded = self.client.files.create(file=("batch.jsonl", content), purpose="batch")
+            if "input_file_id" in entry:
+                # Uploaded by a job killed before it recorded the batch: that batch may exist.
+                found = self._started_from(entry["input_file_id"])
+                if found is not None:
+                    entry["id"] = found
+                    save()
+                    return
+            else:
+                content = "".join(line.as_json() + "\n" for line in lines).encode("utf-8")
+                entry["input_file_id"] = self.client.files.create(file=("batch.jsonl", content), purpose="batch").id
+                save()
             batch = self.client.batches.create(
-                input_file_id=uploaded.id,
-                endpoint=url,  # type: ignore[arg-type]
+                input_file_id=entry["input_file_id"],
+                endpoint=entry["url"],
                 completion_window=self.settings.completion_window,  # type: ignore[arg-type]
                 metadata={"editforge": label},
             )
         except openai.OpenAIError as err:
             raise BatchError(f"models.{self.name}: submitting a batch failed: {self._describe(err)}") from None
-        log.info("%s: batch %s submitted (%d requests, %s)", self.name, batch.id, len(lines), url)
-        return {"id": batch.id, "input_file_id": uploaded.id}
+        entry["id"] = batch.id
+        save()
+        log.info("%s: batch %s submitted (%d requests, %s)", self.name, batch.id, len(lines), entry["url"])
+
+    def _started_from(self, input_file_id: str) -> str | None:
+        """The id of a batch of this input file, if one was created."""
+        for batch in self.client.batches.list(limit=100):
+            if batch.input_file_id == input_file_id:
+                return batch.id
+        return None
 
     def wait(self, entry: dict[str, Any]) -> dict[str, Outcome]:
         started = time.monotonic()
@@ -330,7 +355,12 @@ class OfflineBatches:
         self.folder = folder
         self.name = name
 
-    def submit(self, url: str, lines: list[Line], label: str) -> dict[str, Any]:
+    def submit(self, entry: dict[str, Any], lines: list[Line], label: str, save: Callable[[], None]) -> None:
+        entry.update(self.run(lines))
+        save()
+
+    def run(self, lines: list[Line]) -> dict[str, Any]:
+        """Run the command on the batch file of ``lines`` (unless its output exists); its id and output."""
         # Named by its lines, so a job killed between the command's end and the record finds its output.
         stem = cache_key({"custom_ids": [line.custom_id for line in lines]})[:16]
         source, target = self.folder / f"{stem}.input.jsonl", self.folder / f"{stem}.output.jsonl"
