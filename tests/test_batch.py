@@ -94,6 +94,13 @@ open_backend("fake", spec, cache).generate(requests())
 """
 
 
+def both_batches_created(cache: Path) -> bool:
+    """An entry is recorded before its upload and gets its id only once the batch exists."""
+    records = batch_records(cache)
+    entries = records[0]["attempts"][0] if records else []
+    return len(entries) == 2 and all("id" in entry for entry in entries)
+
+
 def test_a_killed_job_resumes_by_polling_its_batch_not_by_submitting_again(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[1]
     with FakeServer(batch_polls=10**6) as server:  # never ends while the first job waits
@@ -101,7 +108,7 @@ def test_a_killed_job_resumes_by_polling_its_batch_not_by_submitting_again(tmp_p
         job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, json.dumps(settings), str(tmp_path)], cwd=repo,
                                env=dict(os.environ, PYTHONPATH=str(repo)), stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
-        while len(batch_records(tmp_path)) < 1 or len(batch_records(tmp_path)[0]["attempts"][0]) < 2:
+        while not both_batches_created(tmp_path):
             assert job.poll() is None and time.monotonic() < deadline, "the job did not record its batches"
             time.sleep(0.05)
         job.send_signal(signal.SIGKILL)
