@@ -135,7 +135,9 @@ ReturnToService=2
 SlurmdTimeout=20
 KillWait=5
 JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=5
+JobAcctGatherFrequency=1
+# Without cgroups, memory is enforced by the accounting poll: a step above its job's memory is killed.
+JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort={ports["slurmdbd"]}

@@ -4,7 +4,8 @@ the partitions file), the tiny workflow with the fake OpenAI-compatible server. 
 show every rule that is not a localrule as a job in the partition the executor chose. The
 run is cut three times: one job is cancelled with scancel (the profile's retries resubmit it),
 the Snakemake process is killed (the README's steps: cancel what it left, the same command),
-and slurmd stops during a job (a node failure: the retry waits for the node, then runs).
+and slurmd stops during a job (a node failure: the retry waits for the node, then runs). One
+rule asks for less memory than it uses: SLURM kills it, and the retry asks for twice as much.
 
 Skipped where SLURM cannot start (the reason is given); EDITFORGE_REQUIRE_SLURM=1 (CI) fails
 instead."""
@@ -83,7 +84,9 @@ def test_the_readme_command_runs_every_rule_as_a_slurm_job_and_resumes(
         config["seeds"]["num_shards"] = 1
         config["models"]["fake"]["max_concurrency"] = 1  # synthesis runs long enough to be cut
         config["models"]["tiny"]["device"] = "cpu"  # a CPU-only cluster: no job may ask for a GPU
-        config["resources"] = {"partitions": str(profile / "partitions.yaml")}
+        # dataset's job peaks at about 360 MB here (sacct's MaxRSS): asked for 250 MB, it is killed for
+        # its memory (OverMemoryKill), and the retry asks for twice as much.
+        config["resources"] = {"partitions": str(profile / "partitions.yaml"), "dataset": {"mem_mb": 250}}
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         # The README's command, from the workflow's folder: here --snakefile and --directory say where.
         command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
@@ -145,6 +148,13 @@ def test_the_readme_command_runs_every_rule_as_a_slurm_job_and_resumes(
         assert {job["Account"] for job in runs} == {ACCOUNT}, rule
         assert runs[-1]["State"] == "COMPLETED", (rule, runs)
     assert [job["State"] for job in by_rule["finetune"]][-2:] in (["FAILED", "COMPLETED"], ["NODE_FAIL", "COMPLETED"])
+    # Killed for its memory, then retried with retry_growth (2) times as much. Killed by the accounting
+    # poll (no cgroups here), the job ends FAILED rather than OUT_OF_MEMORY; its log, which Snakemake
+    # names in the error, says why.
+    oom, retried = by_rule["dataset"]
+    assert (oom["State"], oom["ReqMem"], retried["State"], retried["ReqMem"]) == ("FAILED", "250M", "COMPLETED", "500M")
+    oom_log = workdir / f".snakemake/slurm_logs/rule_dataset/{oom['JobID']}.log"
+    assert "exceeded memory limit" in oom_log.read_text()
     # The cancelled job, then its resubmission by the profile's retries.
     states = [job["State"] for job in jobs if job["JobID"] == cancelled[0]]
     assert states and states[0].startswith("CANCELLED")
