@@ -174,7 +174,8 @@ def _local_mem_mb():
     return value if workflow.local_exec and isinstance(value, int) else None
 
 
-RESOURCES = cluster_resources.planner(config, Path(workflow.basedir), _local_mem_mb())
+# Only the run's own process warns of a capped request: each cluster job plans itself again on its node.
+RESOURCES = cluster_resources.planner(config, Path(workflow.basedir), _local_mem_mb(), warn=workflow.is_main_process)
 
 
 def job_mem_mb(name, model_mb=None, gpus=None):

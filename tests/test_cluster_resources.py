@@ -64,6 +64,13 @@ def test_a_request_above_every_partition_is_capped_with_one_warning_naming_rule_
     ]
 
 
+def test_a_planner_that_does_not_warn_caps_the_same_in_silence(tmp_path: Path) -> None:
+    (tmp_path / "partitions.yaml").write_text(yaml.safe_dump(PARTITIONS))
+    silent = planner({"resources": RESOURCES}, tmp_path, warn=False)
+    silent.out = io.StringIO()
+    assert silent.mem_mb("eval_execute", 1) == 64000 and silent.out.getvalue() == ""
+
+
 def test_a_gpu_job_is_capped_by_the_partitions_with_gpus_only(plan: Planner) -> None:
     assert plan.mem_mb("finetune", 1, gpus=4) == 256000
     assert plan.mem_mb("finetune", 1, gpus=0) == 64000  # a CPU student: the CPU partitions

@@ -155,6 +155,8 @@ def test_the_readme_command_runs_every_rule_as_a_slurm_job_and_resumes(
     assert (oom["State"], oom["ReqMem"], retried["State"], retried["ReqMem"]) == ("FAILED", "250M", "COMPLETED", "500M")
     oom_log = workdir / f".snakemake/slurm_logs/rule_dataset/{oom['JobID']}.log"
     assert "exceeded memory limit" in oom_log.read_text()
+    # The job planned itself again on the node without repeating the run's cap warnings.
+    assert "editforge warning" not in oom_log.read_text()
     # The cancelled job, then its resubmission by the profile's retries.
     states = [job["State"] for job in jobs if job["JobID"] == cancelled[0]]
     assert states and states[0].startswith("CANCELLED")

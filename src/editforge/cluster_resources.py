@@ -56,6 +56,7 @@ class Planner:
     partitions_file: str = "the partitions file"
     local_mem_mb: int | None = None  # --resources mem_mb of a local run
     out: TextIO = sys.stderr
+    warn: bool = True  # a cluster job plans itself again on its node, where the run has warned already
     _warned: set[tuple[str, str]] = field(default_factory=set)
 
     def settings(self, rule: str) -> dict[str, int]:
@@ -75,7 +76,7 @@ class Planner:
 
     def _capped(self, rule: str, key: str, wanted: float, gpus: int, attempt: int) -> int:
         limit = self.limit(key, gpus)
-        if attempt == 1 and wanted > limit and (rule, key) not in self._warned:
+        if self.warn and attempt == 1 and wanted > limit and (rule, key) not in self._warned:
             self._warned.add((rule, key))
             where = "--resources mem_mb" if limit == self.local_mem_mb else f"every partition in {self.partitions_file}"
             print(
@@ -106,7 +107,7 @@ class Planner:
 DEFAULT_PARTITIONS = "profiles/slurm/partitions.yaml"
 
 
-def planner(config: dict[str, Any], basedir: Path, local_mem_mb: int | None = None) -> Planner:
+def planner(config: dict[str, Any], basedir: Path, local_mem_mb: int | None = None, warn: bool = True) -> Planner:
     """The planner for a validated config. A relative partitions path is looked up in the working
     directory (a project that deploys this workflow keeps its profile there), then in ``basedir``.
     The default file missing (this workflow used as a module, without its profiles) means no caps."""
@@ -117,5 +118,5 @@ def planner(config: dict[str, Any], basedir: Path, local_mem_mb: int | None = No
         if name is not None and name != DEFAULT_PARTITIONS:
             raise ConfigError(f"resources.partitions: no file {name} in {Path.cwd()} or {basedir}; "
                               "name your partitions file or set it to null")
-        return Planner(section, [], local_mem_mb=local_mem_mb)
-    return Planner(section, read_partitions(found), str(name), local_mem_mb)
+        return Planner(section, [], local_mem_mb=local_mem_mb, warn=warn)
+    return Planner(section, read_partitions(found), str(name), local_mem_mb, warn=warn)
