@@ -167,15 +167,16 @@ def student_settings(wildcards):
 
 
 # What each job asks for (editforge.cluster_resources): config resources, grown on each retry (attempt),
-# capped to the largest partition of resources.partitions that could run it, and locally to --resources mem_mb.
-def _local_mem_mb():
+# capped to the largest partition of resources.partitions that could run it, and to --resources mem_mb.
+def _run_mem_mb():
+    """--resources mem_mb, where given: no job asking for more could ever be scheduled."""
     value = workflow.global_resources.get("mem_mb")
     value = getattr(value, "value", value)
-    return value if workflow.local_exec and isinstance(value, int) else None
+    return value if isinstance(value, int) else None
 
 
 # Only the run's own process warns of a capped request: each cluster job plans itself again on its node.
-RESOURCES = cluster_resources.planner(config, Path(workflow.basedir), _local_mem_mb(), warn=workflow.is_main_process)
+RESOURCES = cluster_resources.planner(config, Path(workflow.basedir), _run_mem_mb(), warn=workflow.is_main_process)
 
 
 def job_mem_mb(name, model_mb=None, gpus=None):

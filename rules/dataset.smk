@@ -23,6 +23,7 @@ rule dataset:
         "logs/dataset.log",
     conda:
         "../envs/filtering.yaml"
+    threads: job_threads("dataset", 1)
     resources:
         mem_mb=job_mem_mb("dataset"),
         runtime=job_runtime("dataset"),

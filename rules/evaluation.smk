@@ -13,7 +13,7 @@ rule eval_preflight:
         "logs/evaluation/preflight.log",
     conda:
         "../envs/evaluation.yaml"
-    threads: config["evaluation"]["workers"]
+    threads: job_threads("eval_preflight", config["evaluation"]["workers"])
     resources:
         mem_mb=job_mem_mb("eval_preflight"),
         runtime=job_runtime("eval_preflight"),
@@ -40,7 +40,7 @@ rule eval_generate:
         "logs/evaluation/{target}/generate.log",
     conda:
         "../envs/evaluation.yaml"
-    threads: target_threads
+    threads: job_threads("eval_generate", target_threads, target_gpus)
     resources:
         gpu=target_gpus,
         mem_mb=job_mem_mb("eval_generate", target_mem_mb, target_gpus),
@@ -104,6 +104,7 @@ rule eval_score:
         "logs/evaluation/score.log",
     conda:
         "../envs/evaluation.yaml"
+    threads: job_threads("eval_score", 1)
     resources:
         mem_mb=job_mem_mb("eval_score"),
         runtime=job_runtime("eval_score"),

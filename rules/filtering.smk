@@ -9,6 +9,7 @@ rule benchmark:
         "logs/benchmark.log",
     conda:
         "../envs/evaluation.yaml"
+    threads: job_threads("benchmark", 1)
     resources:
         mem_mb=job_mem_mb("benchmark"),
         runtime=job_runtime("benchmark"),
@@ -51,6 +52,7 @@ rule dedup:
         "logs/dedup.log",
     conda:
         "../envs/filtering.yaml"
+    threads: job_threads("dedup", 1)
     resources:
         mem_mb=job_mem_mb("dedup"),
         runtime=job_runtime("dedup"),

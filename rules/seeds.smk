@@ -10,6 +10,7 @@ rule seeds:
         "logs/seeds.log",
     conda:
         "../envs/synthesis.yaml"
+    threads: job_threads("seeds", 1)
     resources:
         mem_mb=job_mem_mb("seeds"),
         runtime=job_runtime("seeds"),

@@ -33,7 +33,7 @@ rule synthesize_round1:
         "logs/synthesis/{model}/round1/{shard}.log",
     conda:
         "../envs/synthesis.yaml"
-    threads: synthesis_threads
+    threads: job_threads("synthesize_round1", synthesis_threads, synthesis_gpus)
     resources:
         gpu=synthesis_gpus,
         mem_mb=job_mem_mb("synthesize_round1", synthesis_mem_mb, synthesis_gpus),
@@ -56,7 +56,7 @@ rule synthesize_round2:
         "logs/synthesis/{model}/round2/{shard}.log",
     conda:
         "../envs/synthesis.yaml"
-    threads: synthesis_threads
+    threads: job_threads("synthesize_round2", synthesis_threads, synthesis_gpus)
     resources:
         gpu=synthesis_gpus,
         mem_mb=job_mem_mb("synthesize_round2", synthesis_mem_mb, synthesis_gpus),
@@ -78,6 +78,7 @@ rule parse:
         "logs/parse/{model}/{shard}.log",
     conda:
         "../envs/synthesis.yaml"
+    threads: job_threads("parse", 1)
     resources:
         mem_mb=job_mem_mb("parse"),
         runtime=job_runtime("parse"),

@@ -133,3 +133,11 @@ def test_the_demo_on_a_cluster_without_gpus_asks_for_none(tmp_path: Path, benchm
     assert {partition(j) for j in jobs} == {"cpu"}
     # The paper's requests, from the config's resources; retries double them up to the partition's limit.
     assert {(j.resources["mem_mb"], j.resources["runtime"]) for j in by_rule(jobs, "dedup")} == {(64000, 240)}
+
+
+def test_every_rule_takes_its_cpus_from_the_config(tmp_path: Path, benchmark_path: Path) -> None:
+    """resources.<rule>.cpus sets the threads of any rule, not only of those with threads of their own."""
+    cpus = {"seeds": 3, "eval_preflight": 5, "synthesize_round1": 6, "dedup": 7}
+    (tmp_path / "cpus.yaml").write_text(yaml.safe_dump({"resources": {rule: {"cpus": n} for rule, n in cpus.items()}}))
+    jobs = dry_run(tmp_path, benchmark_path, "config/config.yaml", str(tmp_path / "cpus.yaml"))
+    assert {rule: {j.threads for j in by_rule(jobs, rule)} for rule in cpus} == {r: {n} for r, n in cpus.items()}

@@ -54,7 +54,7 @@ class Planner:
     config: dict[str, Any]
     partitions: list[Partition]
     partitions_file: str = "the partitions file"
-    local_mem_mb: int | None = None  # --resources mem_mb of a local run
+    local_mem_mb: int | None = None  # the run's --resources mem_mb, where given
     out: TextIO = sys.stderr
     warn: bool = True  # a cluster job plans itself again on its node, where the run has warned already
     _warned: set[tuple[str, str]] = field(default_factory=set)
