@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from editforge.backend import Request, Sampling, open_backend
-from editforge.fakeserver import FakeServer
+from editforge.backend.fake_server import FakeServer
 
 
 def requests(count: int) -> list[Request]:

@@ -38,7 +38,7 @@ import tokenize
 from collections.abc import Callable
 from typing import Any
 
-from editforge.decontamination import BenchmarkIndex
+from editforge.filtering.decontamination import BenchmarkIndex
 from editforge.seeds import collect_snippets
 
 TARGETS = {"code": 0.98, "instruction": 0.95}

@@ -9,12 +9,12 @@
    copies with a renamed identifier or an extra statement, reworded
    instructions, or the same edit in another program. Some are planted near
    the threshold on purpose.
-2. Runs ``editforge.filtering.run_dedup`` over the shards in a child process
+2. Runs ``editforge.filtering.core.run_dedup`` over the shards in a child process
    (so its peak memory is measured alone) and prints triplets/s and the
    child's peak resident memory. ``--benchmark`` adds decontamination against
    that benchmark file (CanItEdit JSONL); by default only dedup runs, which is
    what the target (5,000 triplets/s on 2 cores) is about. Code is compared
-   in the canonical form of ``editforge.codeform``, so renamed copies are near
+   in the canonical form of ``editforge.pycode.canonical``, so renamed copies are near
    duplicates.
 3. On the first ``--subset`` triplets, runs the same greedy dedup with exact
    Jaccard similarities over the same shingles (all pairs, as a sparse
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from editforge import filtering
-from editforge.codeform import identifiers
-from editforge.decontamination import code_shingles
+from editforge.filtering import core as filtering
+from editforge.pycode.canonical import identifiers
+from editforge.filtering.decontamination import code_shingles
 from editforge.records import read_jsonl, write_jsonl
 
 SETTINGS: dict[str, Any] = {

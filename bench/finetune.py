@@ -81,7 +81,7 @@ def worker(args: argparse.Namespace) -> None:
     """One layout's run; prints a JSON line with its steps and peak RSS."""
     import torch
 
-    from editforge.embedded import embedded_model_path
+    from editforge.backend.embedded import embedded_model_path
     from editforge.records import read_jsonl
     from editforge.training import run_finetune
 

@@ -125,7 +125,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark checks the GPU paths (--device cpu to try it here)")
     if args.model is None:
-        from editforge.embedded import embedded_model_path
+        from editforge.backend.embedded import embedded_model_path
 
         args.model = embedded_model_path()
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"

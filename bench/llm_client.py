@@ -1,6 +1,6 @@
 """Throughput of the openai backend against a server that answers in 200 ms, 64 at a time.
 
-The fake server runs in its own process (``python -m editforge.fakeserver``), so
+The fake server runs in its own process (``python -m editforge.backend.fake_server``), so
 its work does not slow the client down inside one interpreter. Such a server
 can answer at most 64 / 0.2 s = 320 requests per second; the backend should
 reach at least 90% of that. For comparison, the one-request-at-a-time
@@ -32,7 +32,7 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     command = [
         sys.executable,
         "-m",
-        "editforge.fakeserver",
+        "editforge.backend.fake_server",
         "--port",
         "0",
         "--latency-ms",

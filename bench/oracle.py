@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from editforge.fakeserver import FakeServer, reference_responder
+from editforge.backend.fake_server import FakeServer, reference_responder
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BENCHMARK = REPO.parent / "shared/canitedit/canitedit.jsonl"

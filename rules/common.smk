@@ -5,10 +5,11 @@
 import re
 from pathlib import Path
 
-from editforge import cluster_resources
+from editforge.workflow import resources as cluster_resources
 from editforge import config as efconfig
-from editforge import run_lock
-from editforge.run_summary import end_of_run
+from editforge.workflow import run_lock
+from editforge.templates import synthesis_files
+from editforge.workflow.run_summary import end_of_run
 
 config.update(efconfig.validate(config))
 
@@ -24,9 +25,9 @@ TARGETS = config["evaluation"]["targets"]
 # The models the preflight checks: every synthesis model, and every evaluated model behind an API.
 API_TARGETS = [t for t in TARGETS if config["models"].get(t, {}).get("backend") == "openai"]
 CHECKED_MODELS = list(dict.fromkeys([*SYNTHESIS_MODELS, *API_TARGETS]))
-# The prompt templates as inputs (an edit reruns synthesis), found through the package that reads them:
+# The synthesis prompts as inputs (an edit reruns synthesis), found through the package that reads them:
 # workflow.basedir is the deploying workflow's folder when this workflow runs as a module.
-TEMPLATES = sorted(str(p) for p in Path(efconfig.__file__).with_name("templates").glob("*"))
+TEMPLATES = [str(path) for path in synthesis_files()]
 
 
 wildcard_constraints:
@@ -166,7 +167,7 @@ def student_settings(wildcards):
     return {k: v for k, v in config["training"]["students"][wildcards.student].items() if k != "serve"}
 
 
-# What each job asks for (editforge.cluster_resources): config resources, grown on each retry (attempt),
+# What each job asks for (editforge.workflow.resources): config resources, grown on each retry (attempt),
 # capped to the largest partition of resources.partitions that could run it, and to --resources mem_mb.
 def _run_mem_mb():
     """--resources mem_mb, where given: no job asking for more could ever be scheduled."""

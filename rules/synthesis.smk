@@ -4,7 +4,7 @@
 
 
 # Before a model's first paid call: it answers, its key is accepted, the cache takes
-# files and has room, the benchmark loads (editforge.preflight). The file is temporary:
+# files and has room, the benchmark loads (editforge.workflow.preflight). The file is temporary:
 # once the jobs that need it are done it goes, and a rerun that needs the model checks
 # again. Checks only: no params, so no setting change reruns what depends on it; one file
 # per use, so an evaluation rerun never reruns synthesis.

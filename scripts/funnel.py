@@ -1,10 +1,10 @@
-"""Rule report: see editforge.funnel."""
+"""Rule report: see editforge.reporting.funnel."""
 
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda envs too
 
-from editforge.funnel import write_funnel
+from editforge.reporting.funnel import write_funnel
 from editforge.stage_log import logged
 
 with logged(snakemake.log[0]):

@@ -1,4 +1,4 @@
-"""Rule preflight: see editforge.preflight."""
+"""Rule preflight: see editforge.workflow.preflight."""
 
 import sys
 
@@ -6,7 +6,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda env
 
 from pathlib import Path
 
-from editforge.preflight import run_preflight
+from editforge.workflow.preflight import run_preflight
 from editforge.stage_log import logged
 
 with logged(snakemake.log[0]):

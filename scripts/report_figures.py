@@ -1,10 +1,10 @@
-"""Rule report_figures: see editforge.report_figures."""
+"""Rule report_figures: see editforge.reporting.figures."""
 
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda envs too
 
-from editforge.report_figures import write_figures
+from editforge.reporting.figures import write_figures
 from editforge.stage_log import logged
 
 with logged(snakemake.log[0]):

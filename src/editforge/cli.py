@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import config as efconfig
-from .sandbox import SANDBOX_SETTINGS
+from editforge import config as efconfig
+from editforge.sandbox import SANDBOX_SETTINGS
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -28,14 +28,14 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _embedded_model(_: argparse.Namespace) -> int:
-    from .embedded import embedded_model_path
+    from editforge.backend.embedded import embedded_model_path
 
     print(embedded_model_path())
     return 0
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import Limits, run_program, select_isolation
+    from editforge.sandbox import Limits, run_program, select_isolation
 
     isolation = select_isolation(args.sandbox)
     limits = Limits(timeout_s=args.timeout)

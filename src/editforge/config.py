@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from editforge.serving import ServeSettings
+from editforge.backend.serving import ServeSettings
 
 BENCHMARK_ENV = "EDITFORGE_CANITEDIT"
 SYNTHESIS_SAMPLING = {"temperature": 0.8, "top_p": 0.95, "max_tokens": 2048}

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
+PathLike = str | os.PathLike[str]  # a path argument: a string or a path object
+
 Status = Literal["ok", "dropped"]
 Style = Literal["lazy", "descriptive"]
 STYLES: tuple[Style, Style] = ("lazy", "descriptive")
@@ -168,7 +170,7 @@ class RecordError(ValueError):
     """A stage file holds something that is not a valid record."""
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+def read_jsonl(path: PathLike) -> Iterator[dict[str, Any]]:
     """Yield the objects of a JSON Lines file; a broken line names file and line."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -183,7 +185,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             yield value
 
 
-def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
+def write_jsonl(path: PathLike, records: Iterable[dict[str, Any]]) -> int:
     """Write records atomically (a reader never sees half a file); return the count."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,7 @@ def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]])
     return count
 
 
-def write_json(path: str | os.PathLike[str], value: Any) -> None:
+def write_json(path: PathLike, value: Any) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")

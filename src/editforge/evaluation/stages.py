@@ -24,7 +24,8 @@ from editforge.records import (
     write_json,
     write_jsonl,
 )
-from editforge.sandbox import Limits, SandboxError, SandboxResult, parse_coverage_report, run_many, select_isolation
+from editforge.evaluation.harness import parse_coverage_report
+from editforge.sandbox import Limits, SandboxError, SandboxResult, run_many, select_isolation
 
 DEFAULT_MEMORY_MB = 4096
 COVERAGE_TIMEOUT_S = 60  # the harness's coverage pass

@@ -1,0 +1,181 @@
+"""The report's tables (``snakemake --report``): pass@1 per target (official and
+strict rules, ExcessCode) beside the paper's rows, and the triplets left after
+each stage. They are written as small self-contained HTML pages, which the
+report shows inline (a CSV or Markdown file would only be a download there).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from editforge.evaluation.scoring import (
+from editforge.records import PathLike
+    PAPER_ROWS,
+    QUOTED_SOURCE,
+    isolation_sentence,
+    unisolated_warning,
+    wide_pass_at_1,
+)
+
+
+MEASURED = "measured"
+QUOTED = "quoted from the paper, not measured"
+
+_CSS = """
+body { font-family: sans-serif; font-size: 14px; margin: 8px; color: #222; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; }
+th { background: #f0f0f0; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+tr.quoted td { color: #666; font-style: italic; }
+p.note { color: #555; font-size: 12px; max-width: 60em; }
+"""
+
+
+# The measured columns of the pass@1 table beyond the paper's: summary name -> shown name.
+_MEASURED_ONLY = {
+    "lazy_strict": "lazy (strict)",
+    "descriptive_strict": "descriptive (strict)",
+    "overall_strict": "overall (strict)",
+    "excess_code": "ExcessCode",
+    "excess_code_se": "ExcessCode SE",
+}
+
+
+def pass_at_1_table(summary: pl.DataFrame) -> pl.DataFrame:
+    """pass@1 (%) per measured target, then the paper's rows: model, lazy,
+    descriptive, overall (official rule), the strict pass@1s and the overall
+    ExcessCode (measured rows only), source, and a check naming early exits."""
+    wide = wide_pass_at_1(summary)
+    measured = wide.select(
+        pl.col("target").alias("model"),
+        "lazy",
+        "descriptive",
+        "overall",
+        *[pl.col(name).alias(shown) for name, shown in _MEASURED_ONLY.items()],
+        source=pl.lit(MEASURED),
+        check=pl.when(pl.col("early_exits") > 0)
+        .then(pl.format("flagged: {} samples pass officially but not strictly", pl.col("early_exits")))
+        .otherwise(pl.lit(None, dtype=pl.String)),
+    )
+    quoted = pl.DataFrame(
+        PAPER_ROWS,
+        schema={"model": pl.String, "lazy": pl.Float64, "descriptive": pl.Float64, "overall": pl.Float64},
+        orient="row",
+    ).with_columns(
+        *[pl.lit(None, dtype=pl.Float64).alias(shown) for shown in _MEASURED_ONLY.values()],
+        source=pl.lit(QUOTED),
+        check=pl.lit(None, dtype=pl.String),
+    )
+    return pl.concat([measured, quoted])
+
+
+def excluded_note(summary: pl.DataFrame) -> str:
+    """The problems the preflight left out, as ``summary.csv`` names them."""
+    names = summary.filter(pl.col("split") == "overall")["excluded"].drop_nulls().unique().to_list()
+    if not names:
+        return "No problem was excluded before generation."
+    return f"Excluded before generation (the reference program fails in this environment): {'; '.join(names)}."
+
+
+def stage_frame(stages: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """The funnel's stages (``funnel.json``): triplets remaining, in total and per
+    model, and what the stage dropped by reason."""
+    models = sorted({model for row in stages for model in row.get("per_model", {})})
+    return pl.DataFrame(
+        [
+            {
+                "stage": row["stage"],
+                "remaining": row["remaining"],
+                **{model: row.get("per_model", {}).get(model, 0) for model in models},
+                "dropped (by reason)": "; ".join(f"{r}: {n}" for r, n in row.get("dropped", {}).items()) or "-",
+            }
+            for row in stages
+        ],
+        schema={"stage": pl.String, "remaining": pl.Int64, **dict.fromkeys(models, pl.Int64),
+                "dropped (by reason)": pl.String},
+    )
+
+
+CALL_COLUMNS = ("answered calls", "paid now", "of them by batch", "from cache", "failed calls")
+
+
+def calls_frame(synthesis: Mapping[str, Mapping[str, Any]]) -> pl.DataFrame:
+    """The funnel's calls per synthesis model and round: answered (paid now or from the cache) and failed."""
+    return pl.DataFrame(
+        [
+            {"model": model, "round": round_, "answered calls": use["answered"], "paid now": use["calls"],
+             "of them by batch": use.get("batch_calls", 0), "from cache": use["cached"], "failed calls": use["errors"]}
+            for model, row in synthesis.items()
+            for round_, use in row.get("usage", {}).get("by_round", {}).items()
+        ],
+        schema={"model": pl.String, "round": pl.String, **dict.fromkeys(CALL_COLUMNS, pl.Int64)},
+    )
+
+
+def html_table(frame: pl.DataFrame, title: str, note: str = "",
+               more: Sequence[tuple[str, pl.DataFrame]] = ()) -> str:
+    """A self-contained HTML page with ``frame`` as a table (and the ``more`` tables after it, each
+    with its title): numbers right-aligned, floats with two decimals, nulls as a dash; rows whose
+    ``source`` is the paper's in grey."""
+    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    body = _table_html(frame) + note_html
+    body += "".join(f"<h3>{html.escape(name)}</h3>{_table_html(table)}" for name, table in more)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body><h3>{html.escape(title)}</h3>{body}</body></html>\n"
+    )
+
+
+def _table_html(frame: pl.DataFrame) -> str:
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in frame.columns)
+    rows = []
+    for row in frame.iter_rows(named=True):
+        quoted = ' class="quoted"' if row.get("source") == QUOTED else ""
+        rows.append(f"<tr{quoted}>{''.join(_cell(value) for value in row.values())}</tr>")
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return '<td class="number">–</td>'
+    if isinstance(value, float):
+        return f'<td class="number">{value:.2f}</td>'
+    if isinstance(value, int):
+        return f'<td class="number">{value}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def write_tables(summary_csv: PathLike, funnel_json: PathLike, pass_at_1_html: PathLike, funnel_html: PathLike) -> None:
+    """The pass@1 table (from ``summary.csv``) and the stage counts (from ``funnel.json``) as HTML pages."""
+    # Columns that can be all empty, which would read as strings.
+    summary = pl.read_csv(
+        summary_csv,
+        schema_overrides={
+            "excluded": pl.String,
+            "isolation": pl.String,
+            **dict.fromkeys(("excess_code", "excess_code_se"), pl.Float64),
+        },
+    )
+    note = (
+        "Measured rows cover the problems this run evaluated, every sample counted. lazy, descriptive and "
+        "overall follow the official rule (exit status 0, as the harness); strict also needs the tests to "
+        "reach their end; ExcessCode (%) is the harness's, for the overall split. "
+        f"{excluded_note(summary)} {isolation_sentence(summary)} Rows in grey are copied from {QUOTED_SOURCE}; "
+        "they cover all 105 problems with 20 samples each."
+    )
+    warning = unisolated_warning(summary)
+    if warning:
+        note = warning.replace("**", "").replace("`", "") + " " + note
+    table = pass_at_1_table(summary)
+    Path(pass_at_1_html).write_text(html_table(table, "CanItEdit pass@1 (%)", note), encoding="utf-8")
+    funnel = json.loads(Path(funnel_json).read_text())
+    title = "Triplets remaining after each stage"
+    calls = ("Synthesis calls per model and round", calls_frame(funnel.get("synthesis", {})))
+    Path(funnel_html).write_text(html_table(stage_frame(funnel["stages"]), title, more=[calls]), encoding="utf-8")

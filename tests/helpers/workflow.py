@@ -1,0 +1,141 @@
+"""What the workflow tests share: running Snakemake on a config, the fake teacher's dialogues,
+the tiny config, reading a dry run's plan."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+WORDS = (
+    "alpha bravo delta gamma omega kappa sigma tango rocket falcon orbit prism ledger "
+    "parcel harbor summit meadow cinder lantern quartz velvet willow zephyr ember"
+).split()
+
+
+def synthesis_responder(body: dict[str, Any], index: int) -> str:
+    """Well-formed dialogue answers, different for every prompt."""
+    user_turns = [m for m in body["messages"] if m["role"] == "user"]
+    rng = random.Random(hashlib.sha256(user_turns[0]["content"].encode()).hexdigest())
+    name, var, other = rng.sample(WORDS, 3)
+    limit = rng.randint(2, 99)
+    before = (
+        f"def {name}_total({var}s):\n"
+        f"    total = 0\n"
+        f"    for {var} in {var}s:\n"
+        f"        total += {var} * {limit}\n"
+        f"    return total\n\n\n"
+        f"def {other}_label({var}):\n"
+        f"    return '{other}-' + str({var})\n"
+    )
+    if len(user_turns) == 1:
+        return (
+            f"[Program Before Edit]\n```python\n{before}```\n\n"
+            f"[Descriptive]\nIn `{name}_total`, skip every element of `{var}s` that is negative before "
+            f"multiplying it by {limit}, and leave `{other}_label` unchanged.\n\n"
+            f"[Lazy]\nIgnore negative {var}s in {name}_total."
+        )
+    after = before.replace(
+        f"    for {var} in {var}s:\n", f"    for {var} in {var}s:\n        if {var} < 0:\n            continue\n"
+    )
+    return f"[Program After Edit]\n```python\n{after}```"
+
+
+def run_snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [
+        *SNAKEMAKE,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env or os.environ.copy(), timeout=900)
+
+
+def planned_rules(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """Rule -> job count from a dry run's job table."""
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def tiny_config(workdir: Path, code: Path, server_url: str, model_dir: str, benchmark: Path) -> dict[str, Any]:
+    return {
+        "run_name": "tiny",
+        "cache_dir": str(workdir / "cache"),
+        "models": {
+            "fake": {
+                "backend": "openai",
+                "model": "fake",
+                "base_url": server_url,
+                "max_concurrency": 8,
+                "timeout_s": 20,
+                "retry_base_s": 0.05,
+                "price": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+            },
+            "tiny": {"backend": "transformers", "model": model_dir, "dtype": "float32", "batch_size": 8},
+        },
+        "seeds": {
+            "sources": [{"name": "code", "type": "directory", "path": str(code)}],
+            "num_prompts": 8,
+            "num_shards": 2,
+            "min_lines": 3,
+            "max_lines": 15,
+        },
+        "synthesis": {"models": ["fake"], "mode": "dialogue"},
+        "filtering": {
+            "execution_check": True,
+            "execution_timeout_s": 10,
+            "decontamination": {"max_contaminated_share": 0.5},
+        },
+        "dataset": {"size_per_style": 100},
+        "training": {
+            "students": {
+                "tiny-edit": {
+                    "base_model": "tiny",
+                    "max_steps": 2,
+                    "batch_size": 2,
+                    "max_seq_len": 512,
+                    "learning_rate": 1.0e-3,
+                }
+            }
+        },
+        "evaluation": {
+            "benchmark": str(benchmark),
+            "problems": 2,
+            "targets": ["tiny", "tiny-edit"],
+            "samples": 2,
+            "sampling": {"temperature": 0.2, "top_p": 0.95, "max_tokens": 8},
+            "workers": 2,
+        },
+    }
+
+
+def write_code_tree(root: Path) -> Path:
+    """A small source tree to cut seed snippets from, written under ``root``."""
+    for i in range(6):
+        functions = "\n\n".join(
+            f"def step_{i}_{j}(values, scale={j + 2}):\n"
+            f"    '''Scale and filter a list (file {i}, function {j}).'''\n"
+            f"    result = []\n"
+            f"    for value in values:\n"
+            f"        if value % {j + 2} == {i % 2}:\n"
+            f"            result.append(value * scale)\n"
+            f"    return result\n"
+            for j in range(3)
+        )
+        (root / f"module_{i}.py").write_text(functions + "\n")
+    return root
