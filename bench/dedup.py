@@ -9,7 +9,7 @@
    copies with a renamed identifier or an extra statement, reworded
    instructions, or the same edit in another program. Some are planted near
    the threshold on purpose.
-2. Runs ``editforge.filtering.core.run_dedup`` over the shards in a child process
+2. Runs ``editforge.filtering.run_dedup`` over the shards in a child process
    (so its peak memory is measured alone) and prints triplets/s and the
    child's peak resident memory. ``--benchmark`` adds decontamination against
    that benchmark file (CanItEdit JSONL); by default only dedup runs, which is
@@ -39,9 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from editforge.filtering import core as filtering
-from editforge.pycode.canonical import identifiers
+from editforge.filtering import run_dedup
 from editforge.filtering.decontamination import code_shingles
+from editforge.filtering.dedup import diff_tokens
+from editforge.filtering.exact import exact_key
+from editforge.filtering.minhash import words
+from editforge.pycode.canonical import identifiers
 from editforge.records import read_jsonl, write_jsonl
 
 SETTINGS: dict[str, Any] = {
@@ -250,7 +253,7 @@ def run_child(folder: Path, benchmark: str | None) -> None:
     shards = sorted(folder.glob("shard*.jsonl"))
     problems = list(read_jsonl(benchmark)) if benchmark else None
     start = time.perf_counter()
-    counts = filtering.run_dedup(shards, folder / "out.jsonl", folder / "report.json", SETTINGS, problems)
+    counts = run_dedup(shards, folder / "out.jsonl", folder / "report.json", SETTINGS, problems)
     elapsed = time.perf_counter() - start
     print(json.dumps({"seconds": elapsed, "peak_rss_mib": peak_rss_kib() / 1024, "counts": counts}))
 
@@ -274,7 +277,7 @@ def peak_rss_kib() -> int:
 
 
 def exact_dedup(records: list[dict[str, Any]], threshold: float, shingle_words: int) -> dict[str, str]:
-    """The greedy dedup of ``filtering._deduplicate`` with exact Jaccard similarity: id -> reason."""
+    """The greedy dedup of ``editforge.filtering.dedup`` with exact Jaccard similarity: id -> reason."""
     from scipy import sparse
 
     def word_shingles(tokens: list[str]) -> set[Any]:
@@ -284,9 +287,9 @@ def exact_dedup(records: list[dict[str, Any]], threshold: float, shingle_words: 
     hashes, offsets = code_shingles([r["pre_code"] for r in records])
     fields = {
         "near_duplicate_code": lambda i, r: set(hashes[offsets[i] : offsets[i + 1]].tolist()),
-        "near_duplicate_diff": lambda i, r: word_shingles(filtering._diff_tokens(r["pre_code"], r["post_code"])),
+        "near_duplicate_diff": lambda i, r: word_shingles(diff_tokens(r["pre_code"], r["post_code"])),
         "near_duplicate_instruction": lambda i, r: word_shingles(
-            filtering.words(r["instruction_lazy"]) + filtering.words(r["instruction_descriptive"])
+            words(r["instruction_lazy"]) + words(r["instruction_descriptive"])
         ),
     }
     similarity: dict[str, np.ndarray] = {}
@@ -308,7 +311,7 @@ def exact_dedup(records: list[dict[str, Any]], threshold: float, shingle_words: 
     kept_by_reason: dict[str, list[int]] = {reason: [] for reason in fields}
     seen: set[bytes] = set()
     for i, rec in enumerate(records):
-        key = filtering._exact_key(rec)
+        key = exact_key(rec)
         if key in seen:
             dropped[rec["id"]] = "exact_duplicate"
             continue
@@ -335,8 +338,8 @@ def exact_dedup(records: list[dict[str, Any]], threshold: float, shingle_words: 
 def compare(folder: Path, records: list[dict[str, Any]]) -> None:
     minhash = SETTINGS["minhash"]
     write_jsonl(folder / "subset.jsonl", records)
-    filtering.run_dedup([folder / "subset.jsonl"], folder / "subset_out.jsonl", folder / "subset_report.json",
-                        SETTINGS, None)
+    run_dedup([folder / "subset.jsonl"], folder / "subset_out.jsonl", folder / "subset_report.json",
+              SETTINGS, None)
     approx = {r["id"]: r["reason"] for r in read_jsonl(folder / "subset_out.jsonl") if r["status"] == "dropped"}
     start = time.perf_counter()
     exact = exact_dedup(records, minhash["threshold"], minhash["shingle_words"])
@@ -375,13 +378,16 @@ def main() -> int:
             write_jsonl(folder / f"shard{shard}.jsonl", records[shard::4])
         print(f"generated {len(records):,} triplets in {time.perf_counter() - start:.1f} s; planted duplicates: "
               f"{sum(planted.values()):,} {dict(sorted(planted.items()))}")
-        command = [sys.executable, __file__, "--child", tmp] + (["--benchmark", args.benchmark] if args.benchmark else [])
+        benchmark = ["--benchmark", args.benchmark] if args.benchmark else []
+        command = [sys.executable, __file__, "--child", tmp, *benchmark]
         result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
         rate = len(records) / result["seconds"]
         what = "dedup + decontamination" if args.benchmark else "dedup"
-        print(f"{what}: {len(records):,} triplets in {result['seconds']:.1f} s = {rate:,.0f} triplets/s; "
-              f"peak memory {result['peak_rss_mib']:,.0f} MiB (child process RSS); load average "
-              f"{os.getloadavg()[0]:.2f} at end")
+        print(
+            f"{what}: {len(records):,} triplets in {result['seconds']:.1f} s = {rate:,.0f} triplets/s; "
+            f"peak memory {result['peak_rss_mib']:,.0f} MiB (child process RSS); load average "
+            f"{os.getloadavg()[0]:.2f} at end"
+        )
         print(f"  counts: {result['counts']}")
         if args.subset:
             compare(folder, records[: args.subset])

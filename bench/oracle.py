@@ -88,7 +88,9 @@ def run(workdir: Path, benchmark: Path, problems: int | None) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=None, help="the first N problems (default: all 105)")
-    parser.add_argument("--benchmark", type=Path, default=Path(os.environ.get("EDITFORGE_CANITEDIT", DEFAULT_BENCHMARK)))
+    parser.add_argument(
+        "--benchmark", type=Path, default=Path(os.environ.get("EDITFORGE_CANITEDIT", DEFAULT_BENCHMARK))
+    )
     parser.add_argument("--workdir", type=Path, help="keep the run here (default: a temporary folder)")
     args = parser.parse_args()
     started = time.monotonic()
@@ -103,8 +105,10 @@ def main() -> None:
     print("\n| target | split | problems | samples | pass@1 (official) | pass@1 (strict) | early exits |")
     print("|---|---|---|---|---|---|---|")
     for row in outcome["summary"]:
-        print(f"| {row['target']} | {row['split']} | {row['problems']} | {row['samples']} | "
-              f"{float(row['pass@1']):.1f} | {float(row['strict_pass@1']):.1f} | {row['early_exits']} |")
+        print(
+            f"| {row['target']} | {row['split']} | {row['problems']} | {row['samples']} | "
+            f"{float(row['pass@1']):.1f} | {float(row['strict_pass@1']):.1f} | {row['early_exits']} |"
+        )
     for target, records in outcome["executions"].items():
         if target.startswith("anti"):
             passing = sorted({f"{r['full_name']} ({r['kind']})" for r in records if r["outcome"] == "pass"})

@@ -85,12 +85,12 @@ def synthesis_threads(wildcards):
 
 
 def synthesis_gpus(wildcards):
-    return efconfig.job_gpus(config["models"][wildcards.model])
+    return cluster_resources.model_gpus(config["models"][wildcards.model])
 
 
 def _mem_mb(spec):
     """Host memory: room for the weights of a model loaded in the job; an HTTP client needs little."""
-    return efconfig.job_mem_mb(spec)
+    return cluster_resources.model_mem_mb(spec)
 
 
 def synthesis_mem_mb(wildcards):
@@ -102,7 +102,7 @@ def target_threads(wildcards):
 
 
 def target_gpus(wildcards):
-    return efconfig.job_gpus(efconfig.resource_spec(config, wildcards.target))
+    return cluster_resources.model_gpus(efconfig.resource_spec(config, wildcards.target))
 
 
 def target_mem_mb(wildcards):
@@ -111,7 +111,7 @@ def target_mem_mb(wildcards):
 
 def tests_model_gpus(wildcards):
     name = tests_model_params(wildcards)
-    return 0 if name is None else efconfig.job_gpus(config["models"][name])
+    return 0 if name is None else cluster_resources.model_gpus(config["models"][name])
 
 
 def student_model_input(wildcards):
@@ -136,7 +136,7 @@ def training_gpus(wildcards):
     student = config["training"]["students"][wildcards.student]
     base = efconfig.student_base(config, wildcards.student)
     on_cpu = student["accelerate_config"] == "cpu" or (
-        base["backend"] == "transformers" and efconfig.job_gpus(base) == 0
+        base["backend"] == "transformers" and cluster_resources.model_gpus(base) == 0
     )
     return 0 if on_cpu else student["num_gpus"]
 

@@ -1,6 +1,16 @@
 # Stage 4: per-shard validity, diff and execution checks, then global exact and
 # near deduplication and decontamination against the benchmark.
 
+from editforge.templates import template_path
+
+# The prompt files of the generated-tests check as inputs where it is on: an edit to one reruns
+# filtering, and with the check off nothing depends on them.
+GENERATED_TESTS_PROMPTS = (
+    [str(template_path(name)) for name in ("generated_tests_system", "generated_tests")]
+    if config["filtering"]["generated_tests"]
+    else []
+)
+
 
 rule benchmark:
     output:
@@ -22,6 +32,7 @@ rule benchmark:
 rule filter_shard:
     input:
         "results/triplets/{model}/{shard}.jsonl",
+        prompts=GENERATED_TESTS_PROMPTS,
     output:
         "results/filtered/{model}/{shard}.jsonl",
     log:

@@ -6,11 +6,11 @@ sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # inside per-rule conda env
 
 from pathlib import Path
 
-from editforge.workflow.preflight import run_preflight
 from editforge.stage_log import logged
+from editforge.workflow.preflight import run_model_preflight
 
 with logged(snakemake.log[0]):
-    checked = run_preflight(
+    checked = run_model_preflight(
         snakemake.wildcards.checked, snakemake.wildcards.use, snakemake.config, "results/benchmark/canitedit.jsonl"
     )
     print("\n".join(checked))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import difflib
 import os
-import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -64,6 +63,10 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 REPLACED_KEYS = {
     "filtering.decontamination.ngram": "code_containment and instruction_containment (containment, not n-gram runs)",
     "filtering.decontamination.minhash_threshold": "code_containment",
+    "seeds.max_diff_lines": (
+        "seeds.max_added_removed_lines (renamed: the lines the unified diff adds or removes,"
+        " a replaced line counting twice)"
+    ),
 }
 
 
@@ -278,40 +281,3 @@ def resource_spec(cfg: dict[str, Any], target: str) -> dict[str, Any]:
         return spec
     base = student_base(cfg, target)
     return base | {"backend": spec["backend"], "serve": spec["serve"]} if "serve" in spec else base
-
-
-def job_gpus(spec: dict[str, Any]) -> int:
-    """GPUs a job calling this model asks for: a served model's; one for an in-process
-    model, unless it runs on the CPU (``device: cpu``, or the embedded model without
-    ``device: cuda``); none for a remote server."""
-    if "serve" in spec:
-        return int(spec["serve"].get("gpus", 1))
-    if spec["backend"] != "transformers" or _on_cpu(spec):
-        return 0
-    return 1
-
-
-def _on_cpu(spec: dict[str, Any]) -> bool:
-    device = spec.get("device", "auto")
-    return device == "cpu" or (spec.get("model") == "embedded" and device != "cuda")
-
-
-# Parameters of the embedded model (SmolLM2-135M-Instruct).
-EMBEDDED_PARAMETERS = 135e6
-_PARAMETER_COUNT = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
-
-
-def job_mem_mb(spec: dict[str, Any]) -> int:
-    """Host memory for a job calling this model: room for the weights of a model loaded in
-    the job (4 bytes a parameter, as loading may pass through float32, plus 2 GB), read from
-    its size in the name ("7B", "135M") where one is given, else 64 GB; 4 GB otherwise."""
-    if spec["backend"] != "transformers" and "serve" not in spec:
-        return 4000
-    model = str(spec.get("model", ""))
-    if model == "embedded":
-        parameters = EMBEDDED_PARAMETERS
-    elif match := _PARAMETER_COUNT.search(model.rsplit("/", 1)[-1]):
-        parameters = float(match.group(1)) * (1e9 if match.group(2) in "bB" else 1e6)
-    else:
-        return 64000
-    return max(4000, int(parameters * 4 / 1e6) + 2000)

@@ -8,14 +8,24 @@ followed from seed to score. ``docs/records.md`` describes each file.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import IO, Any, Literal, NotRequired, TypedDict
 
 PathLike = str | os.PathLike[str]  # a path argument: a string or a path object
+# What an error calls a value's expected type, in the words of a YAML or JSON file.
+TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    type(None): "null",
+}
 
 Status = Literal["ok", "dropped"]
 Style = Literal["lazy", "descriptive"]
@@ -53,7 +63,7 @@ class CommitSeed(TypedDict):
     message: str  # the commit message, stripped
     old_code: str  # the file before the commit: "\n" newlines, no trailing blank space
     new_code: str  # the file after the commit, likewise
-    changed_lines: int  # lines the unified diff adds or removes
+    added_removed_lines: int  # lines the unified diff adds or removes, a replaced line counting twice
 
 
 class CommitRecord(TypedDict):
@@ -170,19 +180,82 @@ class RecordError(ValueError):
     """A stage file holds something that is not a valid record."""
 
 
+class LineTooLong(ValueError):
+    """A JSON Lines line longer than its reader allows, left unparsed."""
+
+
+def _open_jsonl(path: PathLike, binary: bool) -> IO[Any]:
+    if not binary:
+        return open(path, encoding="utf-8")
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+
+
+def jsonl_lines(path: PathLike, *, binary: bool = False) -> Iterator[tuple[int, Any]]:
+    """The non-blank lines of a JSON Lines file as (line number, line), numbered from 1.
+
+    Text is read as UTF-8; ``binary`` reads bytes instead, a ``.gz`` file
+    decompressed (seed tables), and leaves decoding to the JSON parser.
+    """
+    with _open_jsonl(path, binary) as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
+
+
+def iter_jsonl_lines(
+    path: PathLike, *, binary: bool = False, wanted: Container[int] | None = None, max_length: int | None = None
+) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of a JSON Lines file as (line number, its value or what is wrong with it).
+
+    The one line loop of every JSON Lines reader; each caller keeps its own
+    policy for a bad line. In place of a value comes the parser's error
+    (``json.JSONDecodeError``, or ``UnicodeDecodeError`` for bytes that are not
+    text), or ``LineTooLong``, unparsed, for a line over ``max_length`` (bytes
+    or characters). ``wanted``: only those line numbers.
+    """
+    for number, line in jsonl_lines(path, binary=binary):
+        if wanted is not None and number not in wanted:
+            continue
+        if max_length is not None and len(line) > max_length:
+            yield number, LineTooLong(f"{len(line)} > {max_length}")
+            continue
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            value = err
+        yield number, value
+
+
 def read_jsonl(path: PathLike) -> Iterator[dict[str, Any]]:
     """Yield the objects of a JSON Lines file; a broken line names file and line."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{path}:{number}: not JSON ({err.msg})") from None
-            if not isinstance(value, dict):
-                raise RecordError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
-            yield value
+    for number, value in iter_jsonl_lines(path):
+        if isinstance(value, json.JSONDecodeError):
+            raise RecordError(f"{path}:{number}: not JSON ({value.msg})")
+        if not isinstance(value, dict):
+            raise RecordError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
+        yield value
+
+
+def parquet_shape(path: PathLike) -> tuple[list[str], int]:
+    """The column names and the row count of a parquet file, from its metadata."""
+    import polars as pl
+
+    scan = pl.scan_parquet(path)
+    return list(scan.collect_schema()), int(scan.select(pl.len()).collect().item())
+
+
+def read_parquet(
+    path: PathLike, columns: Sequence[str] | None = None, wanted: Container[int] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a parquet file as (row number from 1, row): only ``columns`` (default: all), only the
+    rows ``wanted``. The one parquet reader; the file is read when this is called, the rows made as they
+    are iterated."""
+    import polars as pl
+
+    scan = pl.scan_parquet(path)
+    frame = (scan if columns is None else scan.select(list(columns))).collect()
+    rows = enumerate(frame.iter_rows(named=True), start=1)
+    return ((number, row) for number, row in rows if wanted is None or number in wanted)
 
 
 def write_jsonl(path: PathLike, records: Iterable[dict[str, Any]]) -> int:

@@ -4,6 +4,7 @@ files and batches API, and offline through a run-batch command."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,11 +16,12 @@ from typing import Any
 import pytest
 
 from editforge import config as efconfig
-from editforge.backend.core import Completion, Request, Sampling, open_backend
-from editforge.backend.batch import BatchError, BatchRecord, Line, OfflineBatches, read_results
+from editforge.backend import Completion, Request, Sampling, open_backend
+from editforge.backend.batch import BatchError, BatchRecord, Line, read_results
+from editforge.backend.batch_runners import OfflineBatches, RemoteBatches
 from editforge.backend.fake_server import FakeServer, sequence, status
-from editforge.workflow.preflight import PreflightError, check_model
 from editforge.backend.serving import ServeSettings
+from editforge.workflow.preflight import PreflightError, check_model
 from helpers import REPO
 
 PRICES = {"price": {"input_per_mtok": 2.0, "output_per_mtok": 4.0},
@@ -88,8 +90,8 @@ def test_a_cached_batch_answer_is_costed_at_the_batch_price(tmp_path: Path) -> N
 
 KILLED_JOB = """
 import json, sys
-from editforge.backend.core import open_backend
-from tests.test_batch import requests
+from editforge.backend import open_backend
+from test_batch import requests
 spec, cache = json.loads(sys.argv[1]), sys.argv[2]
 open_backend("fake", spec, cache).generate(requests())
 """
@@ -103,11 +105,12 @@ def both_batches_created(cache: Path) -> bool:
 
 
 def test_a_killed_job_resumes_by_polling_its_batch_not_by_submitting_again(tmp_path: Path) -> None:
-    repo = REPO
+    # The job imports this file as `test_batch`, and it imports `helpers`.
+    path = os.pathsep.join([str(Path(__file__).parent), str(REPO / "tests")])
     with FakeServer(batch_polls=10**6) as server:  # never ends while the first job waits
         settings = spec(server, batch={"poll_s": 0.05})
-        job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, json.dumps(settings), str(tmp_path)], cwd=repo,
-                               env=dict(os.environ, PYTHONPATH=str(repo)), stderr=subprocess.DEVNULL)
+        job = subprocess.Popen([sys.executable, "-c", KILLED_JOB, json.dumps(settings), str(tmp_path)], cwd=REPO,
+                               env=dict(os.environ, PYTHONPATH=path), stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not both_batches_created(tmp_path):
             assert job.poll() is None and time.monotonic() < deadline, "the job did not record its batches"
@@ -152,6 +155,70 @@ def test_a_batch_that_ends_early_answers_half_and_the_rest_goes_again(tmp_path: 
         assert [len(lines) for lines in server.batch_lines.values()] == [5, 3]  # 2 of 5 answered before expiry
     assert all(c.error is None for row in got for c in row)
     assert not batch_records(tmp_path), "a finished call leaves no record behind"
+
+
+def test_a_recorded_batch_the_provider_no_longer_knows_is_sent_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    waited = RemoteBatches.wait
+
+    def killed_while_waiting(runner: RemoteBatches, entry: dict[str, Any]) -> Any:
+        raise KeyboardInterrupt
+
+    with FakeServer(batch_polls=10**6) as first:
+        monkeypatch.setattr(RemoteBatches, "wait", killed_while_waiting)
+        with pytest.raises(KeyboardInterrupt):
+            open_backend("fake", spec(first), tmp_path).generate(requests())
+        monkeypatch.setattr(RemoteBatches, "wait", waited)
+        assert len(first.batches) == 2 and not first.served
+    assert [entry["id"] for entry in batch_records(tmp_path)[0]["attempts"][0]] == ["batch-1", "batch-2"]
+    # The resumed job asks a provider that knows neither batch (404): their lines go again at once.
+    with caplog.at_level(logging.WARNING), FakeServer() as second:
+        got = open_backend("fake", spec(second), tmp_path).generate(requests())
+        assert sorted(b["endpoint"] for b in second.batches.values()) == ["/v1/chat/completions", "/v1/completions"]
+        assert [len(lines) for lines in second.batch_lines.values()] == [5, 1]
+        assert set(second.served.values()) == {1} and len(second.served) == 6
+        live = open_backend("fake", spec(second, mode="live"), tmp_path / "live").generate(requests())
+    assert texts(got) == texts(live)
+    assert all(c.batch and c.error is None for row in got for c in row)
+    for lost in ("batch-1", "batch-2"):
+        assert f"fake: the server knows no batch {lost}; its requests go again" in caplog.text
+    assert not batch_records(tmp_path), "a finished call leaves no record behind"
+
+
+def test_a_batch_lost_while_it_runs_goes_again_in_the_next_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    prompts = requests()[:5]  # chat only: one batch per attempt
+    first_lost = FakeServer(batch_outcome=lambda number: "lost" if number == 1 else "completed")
+    with caplog.at_level(logging.WARNING), first_lost as server:
+        backend = open_backend("fake", spec(server), tmp_path)
+        got = backend.generate(prompts)
+        assert [b["status"] for b in server.batches.values()] == ["lost", "completed"]
+        assert [len(lines) for lines in server.batch_lines.values()] == [5, 5]
+        assert set(server.served.values()) == {1} and len(server.served) == 5
+        live = open_backend("fake", spec(server, mode="live"), tmp_path / "live").generate(prompts)
+    assert texts(got) == texts(live)
+    assert all(c.error is None for row in got for c in row)
+    assert (backend.usage.calls, backend.usage.errors) == (10, 0)
+    assert "fake: the server knows no batch batch-1" in caplog.text
+    assert not batch_records(tmp_path)
+
+
+def test_a_batch_lost_in_the_last_attempt_fails_its_samples(tmp_path: Path) -> None:
+    with FakeServer(batch_outcome=lambda number: "lost") as server:
+        settings = spec(server, batch={"poll_s": 0.02, "max_resubmits": 0})
+        backend = open_backend("fake", settings, tmp_path)
+        got = backend.generate(requests()[:2])
+        assert len(server.batches) == 1 and not server.served
+    assert all(c.error == "batch: the batch ended without answering it" and c.batch for row in got for c in row)
+    assert (backend.usage.calls, backend.usage.errors) == (0, 4)
+    assert not list((tmp_path / "batches").rglob("*.*")) and not batch_records(tmp_path)
+    # Nothing was cached: the next run asks for every sample again.
+    with FakeServer() as server:
+        again = open_backend("fake", spec(server), tmp_path).generate(requests()[:2])
+        assert sum(len(lines) for lines in server.batch_lines.values()) == 2
+    assert all(c.error is None for row in again for c in row)
 
 
 def test_failed_lines_go_again_within_the_resubmissions_then_fail_per_sample(tmp_path: Path) -> None:
@@ -243,6 +310,32 @@ def test_an_offline_output_left_by_a_killed_job_is_read_not_made_again(tmp_path:
     again = runner.run(lines)
     assert again == made
     assert sorted(runner.wait(again)) == ["id-0", "id-1", "id-2"]
+
+
+def test_an_offline_output_that_is_gone_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    read = OfflineBatches.wait
+
+    def killed_before_reading(runner: OfflineBatches, entry: dict[str, Any]) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(OfflineBatches, "wait", killed_before_reading)
+    with pytest.raises(KeyboardInterrupt):
+        open_backend("fake", offline(), tmp_path).generate(requests())
+    monkeypatch.setattr(OfflineBatches, "wait", read)
+    outputs = sorted((tmp_path / "batches").rglob("*.output.jsonl"))
+    assert len(outputs) == 2 and len(batch_records(tmp_path)[0]["attempts"][0]) == 2
+    for output in outputs:  # the job's folder was cleaned before it resumed
+        output.unlink()
+    with caplog.at_level(logging.INFO, logger="editforge.backend.batch"):
+        got = open_backend("fake", offline(), tmp_path).generate(requests())
+    with FakeServer() as server:
+        live = open_backend("fake", spec(server, mode="live"), tmp_path / "live").generate(requests())
+    assert texts(got) == texts(live)
+    assert sum(f"no output file {output}; its requests go again" in caplog.text for output in outputs) == 2
+    assert sum("fake: running " in record.getMessage() for record in caplog.records) == 2  # made again, once each
+    assert not list((tmp_path / "batches").rglob("*.*"))
 
 
 def test_an_offline_command_that_fails_names_the_setting(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from editforge.backend.core import Backend, Request, Sampling, open_backend
+from editforge.backend import Backend, Request, Sampling, open_backend
 from editforge.backend.fake_server import (
     DROP,
     EMPTY,
@@ -54,6 +54,16 @@ def echo(body: dict[str, Any], index: int) -> str:
 
 def texts(results: list[list[Any]]) -> list[list[str]]:
     return [[completion.text for completion in row] for row in results]
+
+
+OPENAI_LOG = "editforge.backend"  # the openai backend logs under the package name
+
+
+def retries(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Why each retry was made and the wait it asked for, from the backend's debug log."""
+    prefix = "fake: request 0: "
+    return [record.getMessage().removeprefix(prefix) for record in caplog.records
+            if record.name == OPENAI_LOG and "; retrying in " in record.getMessage()]
 
 
 # --------------------------------------------------------------------------- answers
@@ -146,12 +156,12 @@ def test_usage_gives_a_cost_where_prices_are_configured() -> None:
 
 
 def test_concurrency_is_bounded_by_max_concurrency() -> None:
-    with FakeServer(latency_s=0.05) as server:
-        start = time.monotonic()
+    # Answers are held until five calls are in flight at once: a client that sent its calls
+    # one by one would leave max_in_flight at 1, however fast or loaded the machine.
+    with FakeServer(latency_s=0.05, hold_until_in_flight=5) as server:
         backend_for(server, max_concurrency=5).generate([ask(f"q{i}") for i in range(30)])
-        elapsed = time.monotonic() - start
     assert 2 <= server.max_in_flight <= 5
-    assert elapsed < 30 * 0.05 / 2  # calls overlapped
+    assert server.max_in_flight == 5 and len(server.bodies) == 30  # calls overlapped, up to the limit
 
 
 # --------------------------------------------------------------------------- faults and retries
@@ -162,14 +172,19 @@ def test_concurrency_is_bounded_by_max_concurrency() -> None:
     [{"retry_after": "0.3"}, {"retry_after_ms": "300"}],
     ids=["retry-after", "retry-after-ms"],
 )
-def test_rate_limit_is_retried_after_the_time_the_server_asks(header: dict[str, str]) -> None:
-    with FakeServer(responder=echo, script=sequence(status(429, **header))) as server:
+def test_rate_limit_is_retried_after_the_time_the_server_asks(
+    header: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger=OPENAI_LOG), FakeServer(
+        responder=echo, script=sequence(status(429, **header))
+    ) as server:
         backend = backend_for(server, retry_base_s=0.001, retry_max_s=0.001)
         start = time.monotonic()
         results = backend.generate([ask("a")])
         elapsed = time.monotonic() - start
     # Backoff alone would wait at most 1 ms: the 0.3 s come from the header.
-    assert 0.3 <= elapsed < 3
+    assert retries(caplog) == ["Error code: 429 - scripted error; retrying in 0.30 s"]
+    assert elapsed >= 0.3  # and were waited (a lower bound: no machine load can break it)
     assert texts(results) == [["a/0"]] and sum(server.calls.values()) == 2
 
 
@@ -193,13 +208,19 @@ def test_transient_faults_are_retried(faults: tuple[Behaviour, ...]) -> None:
     assert backend.usage.errors == 0
 
 
-def test_a_hang_past_the_timeout_is_retried() -> None:
-    with FakeServer(responder=echo, script=sequence(hang(5))) as server:
+def test_a_hang_past_the_timeout_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger=OPENAI_LOG), FakeServer(
+        responder=echo, script=sequence(hang(5))
+    ) as server:
         start = time.monotonic()
         results = backend_for(server, timeout_s=0.3).generate([ask("a")])
         elapsed = time.monotonic() - start
     assert texts(results) == [["a/0"]]
-    assert sum(server.calls.values()) == 2 and 0.3 <= elapsed < 3
+    assert sum(server.calls.values()) == 2 and elapsed >= 0.3
+    # The first call was given up at the timeout, not awaited: it was never answered, the retry was.
+    [retry] = retries(caplog)
+    assert retry.startswith("no answer within 0.3 s; retrying in ")
+    assert list(server.served.values()) == [1]
 
 
 @pytest.mark.parametrize(
@@ -303,7 +324,7 @@ def test_without_a_cache_dir_nothing_is_stored(tmp_path: Path, monkeypatch: pyte
 RUN_IN_CHILD = textwrap.dedent(
     """
     import json, sys
-    from editforge.backend.core import Request, open_backend
+    from editforge.backend import Request, open_backend
     base_url, cache_dir, out = sys.argv[1:4]
     spec = {"backend": "openai", "model": "fake-model", "base_url": base_url, "max_concurrency": 4}
     requests = [Request(messages=[{"role": "user", "content": f"q{i}"}]) for i in range(40)]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from editforge.backend.core import Request, Sampling, open_backend
+from editforge.backend import Request, Sampling, open_backend
 from editforge.backend.serving import ModelServer, ServerError, ServeSettings
 from helpers import REPO
 
@@ -160,6 +160,7 @@ def test_config_checks_serve_entries() -> None:
 
 def test_served_student_is_evaluated_through_its_server_and_asks_for_gpus() -> None:
     from editforge import config as efconfig
+    from editforge.workflow.resources import model_gpus
 
     cfg = efconfig.load(REPO / "config/config.yaml")
     student = next(iter(cfg["training"]["students"]))
@@ -168,6 +169,6 @@ def test_served_student_is_evaluated_through_its_server_and_asks_for_gpus() -> N
     spec = efconfig.target_spec(cfg, student)
     assert spec == {"backend": "openai", "model": f"results/training/{student}/model", "serve": {"gpus": 2},
                     "prompt_format": "editforge"}
-    assert efconfig.job_gpus(spec) == 2
-    assert efconfig.job_gpus({"backend": "transformers", "model": "Qwen/Qwen2.5-Coder-7B-Instruct"}) == 1
-    assert efconfig.job_gpus({"backend": "openai", "model": "deepseek-chat"}) == 0
+    assert model_gpus(spec) == 2
+    assert model_gpus({"backend": "transformers", "model": "Qwen/Qwen2.5-Coder-7B-Instruct"}) == 1
+    assert model_gpus({"backend": "openai", "model": "deepseek-chat"}) == 0

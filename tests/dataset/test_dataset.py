@@ -146,7 +146,8 @@ def test_bad_settings_are_clear_errors(filtered: Path, tmp_path: Path, settings:
 THEMES = {
     "matrix": ("def {n}_grid(rows, cols):\n    grid = [[0] * cols for _ in range(rows)]\n    return transpose(grid)\n",
                "Make the matrix transpose skip empty grid rows"),
-    "http": ("def fetch_{n}(url, timeout):\n    response = client.get(url, timeout=timeout)\n    return response.status\n",
+    "http": ("def fetch_{n}(url, timeout):\n    response = client.get(url, timeout=timeout)\n"
+             "    return response.status\n",
              "Retry the http request when the server response times out"),
 }
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import polars as pl
 
-from editforge.edit_format import SYSTEM_PROMPT, edit_answer, edit_user_prompt, training_messages
 from editforge.dataset.export import (
     TRIPLET_COLUMNS,
     alpaca_record,
@@ -18,6 +17,7 @@ from editforge.dataset.export import (
     write_exports,
     write_table,
 )
+from editforge.edit_format import SYSTEM_PROMPT, edit_answer, edit_user_prompt, training_messages
 from editforge.records import read_jsonl
 
 PRE, POST = "def f():\n    return 1\n", "def f():\n    return 2\n"

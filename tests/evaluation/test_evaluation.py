@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from importlib.util import find_spec
@@ -14,7 +13,7 @@ from typing import Any, Literal
 import polars as pl
 import pytest
 
-from editforge.backend.core import Backend, Completion, Request, Sampling
+from editforge.backend import Backend, Completion, Request, Sampling
 from editforge.edit_format import edit_messages
 from editforge.evaluation import (
     BENCHMARK_ENV,
@@ -30,20 +29,14 @@ from editforge.evaluation import (
     select_problems,
 )
 from editforge.records import read_jsonl, write_jsonl
-from editforge.sandbox.core import run_program
-from helpers import SHARED
+from editforge.sandbox import run_program
 
-BENCHMARK = Path(
-    os.environ.get(BENCHMARK_ENV) or SHARED / "canitedit/canitedit.jsonl"
-)
 SETTINGS = {"samples": 2, "sampling": {"temperature": 0.2, "top_p": 0.95, "max_tokens": 256}}
 
 
 @pytest.fixture(scope="module")
-def problems() -> list[Problem]:
-    if not BENCHMARK.is_file():
-        pytest.skip(f"no local CanItEdit copy at {BENCHMARK} (set {BENCHMARK_ENV})")
-    return load_benchmark(str(BENCHMARK))
+def problems(benchmark_path: Path) -> list[Problem]:
+    return load_benchmark(str(benchmark_path))
 
 
 @pytest.fixture(autouse=True)
@@ -52,10 +45,10 @@ def _no_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def _raw_rows() -> list[dict[str, Any]]:
-    if not BENCHMARK.is_file():
-        pytest.skip(f"no local CanItEdit copy at {BENCHMARK} (set {BENCHMARK_ENV})")
-    with BENCHMARK.open(encoding="utf-8") as handle:
+@pytest.fixture
+def rows(benchmark_path: Path) -> list[dict[str, Any]]:
+    """The benchmark file's first three rows, as written."""
+    with benchmark_path.open(encoding="utf-8") as handle:
         return [json.loads(line) for _, line in zip(range(3), handle)]
 
 
@@ -78,14 +71,14 @@ def test_the_benchmark_loads_whole_and_sorted(problems: list[Problem]) -> None:
     assert all(p["full_name"] == f"{p['id']}_{p['name']}" for p in problems)
 
 
-def test_env_variable_overrides_the_configured_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = _raw_rows()
+def test_env_variable_overrides_the_configured_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]]
+) -> None:
     monkeypatch.setenv(BENCHMARK_ENV, str(_write_rows(tmp_path / "small.jsonl", rows[:2])))
     assert [p["id"] for p in load_benchmark("nuprl/CanItEdit")] == [rows[0]["id"], rows[1]["id"]]
 
 
-def test_parquet_gives_the_same_problems(tmp_path: Path) -> None:
-    rows = _raw_rows()
+def test_parquet_gives_the_same_problems(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
     path = tmp_path / "bench.parquet"
     pl.DataFrame(rows).write_parquet(path)
     assert load_benchmark(str(path)) == load_benchmark(str(_write_rows(tmp_path / "bench.jsonl", rows)))
@@ -133,10 +126,12 @@ def _drop(field: str) -> Any:
         (_set("taxonomy", None), "'taxonomy' must be an object"),
     ],
 )
-def test_a_broken_record_is_named_with_its_fault(tmp_path: Path, change: Any, message: str) -> None:
-    rows = copy.deepcopy(_raw_rows())
-    change(rows[1])
-    path = _write_rows(tmp_path / "broken.jsonl", rows)
+def test_a_broken_record_is_named_with_its_fault(
+    tmp_path: Path, change: Any, message: str, rows: list[dict[str, Any]]
+) -> None:
+    broken = copy.deepcopy(rows)
+    change(broken[1])
+    path = _write_rows(tmp_path / "broken.jsonl", broken)
     with pytest.raises(BenchmarkError) as caught:
         load_benchmark(str(path))
     text = str(caught.value)
@@ -144,8 +139,7 @@ def test_a_broken_record_is_named_with_its_fault(tmp_path: Path, change: Any, me
     assert message in text
 
 
-def test_bad_json_and_repeated_ids_are_named(tmp_path: Path) -> None:
-    rows = _raw_rows()
+def test_bad_json_and_repeated_ids_are_named(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(rows[0]) + "\n{not json\n", encoding="utf-8")
     with pytest.raises(BenchmarkError, match=r"bad.jsonl:2: not JSON"):

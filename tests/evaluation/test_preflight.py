@@ -10,9 +10,9 @@ import pytest
 
 from editforge.evaluation import load_benchmark, select_problems
 from editforge.evaluation import preflight as preflight_module
-from editforge.evaluation.preflight import PreflightError, run_preflight
+from editforge.evaluation.preflight import EvalPreflightError, run_preflight
 from editforge.evaluation.scoring import read_preflight
-from editforge.sandbox.core import Limits, SandboxResult
+from editforge.sandbox import Limits, SandboxResult
 
 SETTINGS = {"timeout_s": 15, "workers": 2}
 
@@ -38,7 +38,7 @@ def test_a_failing_reference_stops_the_run_naming_problem_and_cause(
     problems: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     broken = [_broken(problems[0], "import vllm_that_is_not_installed\n"), *problems[1:]]
-    with pytest.raises(PreflightError) as caught:
+    with pytest.raises(EvalPreflightError) as caught:
         run_preflight(broken, tmp_path / "p.json", tmp_path / "x.json", SETTINGS)
     message = str(caught.value)
     assert len(message.splitlines()) == 1
@@ -51,7 +51,9 @@ def test_exclude_leaves_failing_problems_out_for_every_target(problems: list[dic
     broken = [problems[0], _broken(problems[1], "while True:\n    pass\n"), *problems[2:]]
     settings = {**SETTINGS, "timeout_s": 1, "reference_failures": "exclude"}
     report = run_preflight(broken, tmp_path / "p.json", tmp_path / "x.json", settings)
-    expected = [{"problem_id": problems[1]["id"], "full_name": problems[1]["full_name"], "reason": "timed out after 1 s"}]
+    expected = [
+        {"problem_id": problems[1]["id"], "full_name": problems[1]["full_name"], "reason": "timed out after 1 s"}
+    ]
     assert report["excluded"] == report["failing"] == expected
     assert json.loads((tmp_path / "x.json").read_text()) == {"excluded": expected}
     assert [e.problem_id for e in read_preflight(tmp_path / "x.json")] == [problems[1]["id"]]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -27,13 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from editforge.backend.core import Backend, Completion, Request, Sampling
-from editforge.evaluation import BENCHMARK_ENV, Problem, build_request, load_benchmark, postprocess
-from helpers import SHARED
+from editforge.backend import Backend, Completion, Request, Sampling
+from editforge.evaluation import Problem, build_request, load_benchmark, postprocess
 
-BENCHMARK = Path(
-    os.environ.get(BENCHMARK_ENV) or SHARED / "canitedit/canitedit.jsonl"
-)
 SAMPLING = Sampling(temperature=0.2, top_p=0.95, max_tokens=2048)
 CANITEDIT = ("canitedit-direct", "canitedit-direct-head", "canitedit-chat", "canitedit-chat-head")
 
@@ -44,11 +39,9 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def problem() -> Problem:
+def problem(benchmark_path: Path) -> Problem:
     """The benchmark's first problem (1_cipher)."""
-    if not BENCHMARK.is_file():
-        pytest.skip(f"no local CanItEdit copy at {BENCHMARK} (set {BENCHMARK_ENV})")
-    first = load_benchmark(str(BENCHMARK))[0]
+    first = load_benchmark(str(benchmark_path))[0]
     assert first["full_name"] == "1_cipher"
     return first
 

@@ -10,15 +10,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from editforge.evaluation.scoring import (
-    HARNESS_COLUMNS,
-    Exclusion,
-    pass_at_k,
-    program_no_test,
-    read_preflight,
-    run_score,
-    score,
-)
+from editforge.evaluation.frames import HARNESS_COLUMNS
+from editforge.evaluation.harness import pass_at_k, program_no_test
+from editforge.evaluation.scoring import Exclusion, read_preflight, run_score, score
 from editforge.records import RecordError, write_jsonl
 
 TESTS = "### START TESTS ###\nassert True"

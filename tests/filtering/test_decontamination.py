@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,12 @@ import polars as pl
 import pytest
 
 from editforge.dataset.mix import run_mix
+from editforge.filtering import run_dedup
 from editforge.filtering.decontamination import BenchmarkIndex, Match
-from editforge.filtering.core import run_dedup
 from editforge.records import read_jsonl, write_jsonl
 from helpers import REPO
 
-ROOT = REPO
-CANITEDIT = Path(os.environ.get("EDITFORGE_CANITEDIT") or ROOT.parent / "shared/canitedit/canitedit.jsonl")
-pytestmark = pytest.mark.skipif(
-    not CANITEDIT.is_file(), reason="no CanItEdit copy (set EDITFORGE_CANITEDIT or add ../shared/canitedit)"
-)
-
-_spec = importlib.util.spec_from_file_location("bench_decontamination", ROOT / "bench/decontamination.py")
+_spec = importlib.util.spec_from_file_location("bench_decontamination", REPO / "bench/decontamination.py")
 mutations = importlib.util.module_from_spec(_spec)  # the bench's mutations of benchmark problems
 _spec.loader.exec_module(mutations)  # type: ignore[union-attr]
 
@@ -53,8 +46,8 @@ class Ledger:
 
 
 @pytest.fixture(scope="module")
-def benchmark() -> list[dict[str, Any]]:
-    return list(read_jsonl(CANITEDIT))
+def benchmark(benchmark_path: Path) -> list[dict[str, Any]]:
+    return list(read_jsonl(benchmark_path))
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Hostile programs for the sandbox, run by tests/test_sandbox.py as root and as an ordinary user.
+"""Hostile programs for the sandbox, run by tests/sandbox/test_hostile.py as root and as an ordinary user.
 
 Each program exits 0 only if its attack worked (or never ends), so a contained
 attack is scored as not passing. ``run_all`` runs every program followed by a
@@ -138,6 +138,13 @@ def programs(bait: dict[str, Any]) -> dict[str, str]:
                 while True:
                     handle.write(b"x" * (1 << 20))
             """,
+        "fill the new root, a file at a time": """
+            number = 0
+            while True:  # many files: the file-size limit alone does not bound them
+                with open(f"/fill{number}.bin", "wb") as handle:
+                    handle.write(b"x" * (1 << 20))
+                number += 1
+            """,
         "exhaust file descriptors": """
             handles = []
             while True:
@@ -166,13 +173,14 @@ EXPECTED = {
     "output flood": "fail",
     "ignores SIGTERM": "timeout",
     "fill its tmpfs": "fail",
+    "fill the new root, a file at a time": "fail",
     "exhaust file descriptors": "fail",
 }
 
 
 def run_all(bait: dict[str, Any], mechanism: str = "auto") -> dict[str, dict[str, Any]]:
     """Outcome of each hostile program and of the plain program run right after it."""
-    from editforge.sandbox.core import Limits, run_many, select_isolation
+    from editforge.sandbox import Limits, run_many, select_isolation
 
     hostile = programs(bait)
     batch = []

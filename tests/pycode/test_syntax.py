@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from editforge.pycode import syntax as pysyntax
+from editforge.pycode import syntax
 
 MODERN = {
     "3.12 generic class and type alias": "class Heap[T: (int, str)]:\n    def push[U](self, x: U) -> None: ...\n\n"
@@ -21,7 +21,7 @@ MODERN = {
 
 @pytest.mark.parametrize("text", MODERN.values(), ids=MODERN.keys())
 def test_modern_syntax_is_valid_whatever_the_interpreter(text: str) -> None:
-    assert pysyntax.is_valid(text)
+    assert syntax.is_valid(text)
 
 
 def test_this_interpreter_would_have_refused_some_of_them() -> None:
@@ -51,7 +51,7 @@ BROKEN = {
 
 @pytest.mark.parametrize("text", BROKEN.values(), ids=BROKEN.keys())
 def test_broken_python_2_and_misindented_code_is_invalid(text: str) -> None:
-    assert not pysyntax.is_valid(text)
+    assert not syntax.is_valid(text)
 
 
 @pytest.mark.parametrize("text", [
@@ -63,17 +63,17 @@ def test_broken_python_2_and_misindented_code_is_invalid(text: str) -> None:
     "match x:\n    case 1:\n        a\n    case _:\n        b\n",
 ])
 def test_layouts_python_accepts_are_valid(text: str) -> None:
-    assert pysyntax.is_valid(text)
+    assert syntax.is_valid(text)
 
 
 def test_statements_know_their_kind_lines_names_and_bodies() -> None:
-    module = pysyntax.parse(
+    module = syntax.parse(
         '"""Doc."""\nimport os\nX: int\nY = {"a": (1, -2.0)}\nif TYPE_CHECKING:\n    import json\n\n'
         "@dec\nclass Heap[T]:\n    \"\"\"Doc.\"\"\"\n    def push(self): ...\n\n"
         "if __name__ == '__main__':\n    main()\n"
     )
     assert module is not None
-    found = [(s.kind, s.start, s.end, s.name, pysyntax.is_data(s)) for s in pysyntax.statements(module)]
+    found = [(s.kind, s.start, s.end, s.name, syntax.is_data(s)) for s in syntax.statements(module)]
     assert found == [
         ("expression_statement", 1, 1, "", True),
         ("import_statement", 2, 2, "", True),
@@ -83,22 +83,22 @@ def test_statements_know_their_kind_lines_names_and_bodies() -> None:
         ("decorated_definition", 8, 11, "Heap", False),
         ("if_statement", 13, 14, "", False),
     ]
-    statements = pysyntax.statements(module)
-    assert pysyntax.is_type_checking_block(statements[4]) and pysyntax.is_main_guard(statements[6])
+    statements = syntax.statements(module)
+    assert syntax.is_type_checking_block(statements[4]) and syntax.is_main_guard(statements[6])
     assert [s.kind for s in statements[5].body()] == ["expression_statement", "function_definition"]
 
 
 def test_same_code_ignores_layout_comments_and_quotes_but_not_blocks() -> None:
-    assert pysyntax.same_code("x = (1 +\n     2)  # sum\n", "x = (1 + 2)\n")
-    assert pysyntax.same_code("f(a, b,)\nx = (y)\n", "f(a, b)\nx = y\n")  # as the interpreter's tree sees it
-    assert pysyntax.same_code("type T = int\n", "type T  =  int  # alias\n")  # 3.12 syntax, on any Python
-    assert not pysyntax.same_code("type T = int\n", "type T = str\n")
-    assert pysyntax.same_code("s = 'a'\n", 's = "a"\n')
-    assert not pysyntax.same_code("s = 'a'\n", "s = 'b'\n")
-    assert not pysyntax.same_code("if a:\n    b()\nc()\n", "if a:\n    b()\n    c()\n")  # indentation is syntax
-    assert pysyntax.same_code("x = 1\n", "def f(:\n") is None
+    assert syntax.same_code("x = (1 +\n     2)  # sum\n", "x = (1 + 2)\n")
+    assert syntax.same_code("f(a, b,)\nx = (y)\n", "f(a, b)\nx = y\n")  # as the interpreter's tree sees it
+    assert syntax.same_code("type T = int\n", "type T  =  int  # alias\n")  # 3.12 syntax, on any Python
+    assert not syntax.same_code("type T = int\n", "type T = str\n")
+    assert syntax.same_code("s = 'a'\n", 's = "a"\n')
+    assert not syntax.same_code("s = 'a'\n", "s = 'b'\n")
+    assert not syntax.same_code("if a:\n    b()\nc()\n", "if a:\n    b()\n    c()\n")  # indentation is syntax
+    assert syntax.same_code("x = 1\n", "def f(:\n") is None
 
 
 def test_deeply_nested_code_does_not_exhaust_the_stack() -> None:
-    module = pysyntax.parse("x = " + "(" * 5000 + "1" + ")" * 5000 + "\n")
-    assert module is not None and len(list(pysyntax.tokens(module))) == 10003
+    module = syntax.parse("x = " + "(" * 5000 + "1" + ")" * 5000 + "\n")
+    assert module is not None and len(list(syntax.tokens(module))) == 10003

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from editforge.reporting.funnel import plot_funnel, render_markdown, stage_counts, stage_of, write_funnel
+from editforge.funnel import plot_funnel, stage_counts, stage_of
 from editforge.records import write_jsonl
+from editforge.reporting.funnel import render_markdown, write_funnel
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

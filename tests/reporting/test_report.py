@@ -10,8 +10,8 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-from editforge.evaluation.scoring import PAPER_ROWS
-from editforge.reporting.funnel import stage_counts
+from editforge.evaluation.summary import PAPER_ROWS
+from editforge.funnel import stage_counts
 from editforge.records import write_jsonl
 from editforge.reporting.figures import (
     MAX_NAMED_TOPICS,

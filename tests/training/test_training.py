@@ -4,7 +4,6 @@ LoRA, checkpoints and resume after a kill, out-of-memory messages, the launcher 
 from __future__ import annotations
 
 import os
-from helpers import REPO
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: nothing here may use the network
 
@@ -47,7 +46,6 @@ from editforge.training.checkpoints import STATE_FILE
 from editforge.training.data import pack_rows
 from editforge.training.launcher import cli_args, config_file, default_configs_dir
 from editforge.training.settings import resolve
-
 
 SETTINGS: dict[str, Any] = {
     "method": "full",
@@ -304,7 +302,8 @@ def test_packed_and_padded_training_give_the_same_losses(tiny_student_dir: Path,
     maxed = run_finetune(data, str(tiny_student_dir), settings, tmp_path / "max", padding="max_length")
     assert (packed["layout"], padded["layout"], maxed["layout"]) == ("packed", "longest", "max_length")
     losses = {
-        name: [e["loss"] for e in read_jsonl(tmp_path / name / "training_log.jsonl")] for name in ("packed", "padded", "max")
+        name: [e["loss"] for e in read_jsonl(tmp_path / name / "training_log.jsonl")]
+        for name in ("packed", "padded", "max")
     }
     assert losses["packed"] == pytest.approx(losses["padded"], abs=1e-4)
     assert losses["max"] == pytest.approx(losses["padded"], abs=1e-4)
@@ -402,7 +401,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninter
         return [(e["step"], e["loss"], e["lr"]) for e in read_jsonl(folder / "training_log.jsonl")]
 
     assert losses(tmp_path / "run/model") == losses(tmp_path / "straight/model")
-    ours, theirs = load_file(tmp_path / "run/model/model.safetensors"), load_file(tmp_path / "straight/model/model.safetensors")
+    ours, theirs = (
+        load_file(tmp_path / "run/model/model.safetensors"),
+        load_file(tmp_path / "straight/model/model.safetensors"),
+    )
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[key], theirs[key]) for key in ours)
 
@@ -459,7 +461,12 @@ def test_running_out_of_memory_names_the_settings_to_lower(
         run_finetune(dataset(tmp_path / "train.jsonl"), str(tiny_student_dir), SETTINGS, tmp_path / "out")
     message = str(caught.value)
     assert "ran out of memory training" in message and "at optimizer step 1" in message
-    for advice in ("lower batch_size (now 2)", "set gradient_checkpointing: true", "lower max_seq_len (now 512", "method: lora"):
+    for advice in (
+        "lower batch_size (now 2)",
+        "set gradient_checkpointing: true",
+        "lower max_seq_len (now 512",
+        "method: lora",
+    ):
         assert advice in message
     assert isinstance(caught.value, TrainingError)
 
@@ -510,8 +517,17 @@ def test_launch_command_for_one_node_and_for_several_under_slurm() -> None:
     args = ["--dataset", "d.jsonl", "--base-model", "m", "--settings", "s.json", "--out", "o"]
     one = launch_command("accelerate_configs/fsdp_node.yaml", 8, 1, args, env={})
     assert one[1:] == [
-        "-m", "accelerate.commands.launch", "--config_file", "accelerate_configs/fsdp_node.yaml",
-        "--num_processes", "8", "--num_machines", "1", "--module", "editforge.training", *args,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        "accelerate_configs/fsdp_node.yaml",
+        "--num_processes",
+        "8",
+        "--num_machines",
+        "1",
+        "--module",
+        "editforge.training",
+        *args,
     ]
     slurm = launch_command("accelerate_configs/multi_node.yaml", 16, 2, args, env={"SLURM_JOB_ID": "7"})
     assert slurm[:4] == ["srun", "--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
@@ -547,8 +563,17 @@ def test_two_processes_train_like_one_with_twice_the_accumulation(tiny_student_d
     settings = SETTINGS | {"max_steps": 3, "grad_accum": 1, "checkpoint_every": 2}
     write_json(tmp_path / "settings.json", settings)
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "editforge.training", *cli_args(data, str(tiny_student_dir), tmp_path / "settings.json", tmp_path / "two")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "editforge.training",
+        *cli_args(data, str(tiny_student_dir), tmp_path / "settings.json", tmp_path / "two"),
+    ]
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     torch_threads = torch.get_num_threads()

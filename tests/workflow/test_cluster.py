@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
+
 from helpers import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]

@@ -10,8 +10,8 @@ import yaml
 
 from editforge import config as efconfig
 from editforge.cli import main as cli_main
+from editforge.workflow import resources
 from helpers import REPO
-
 
 
 @pytest.fixture()
@@ -162,7 +162,7 @@ def test_the_demo_asks_for_what_a_workstation_has(demo: dict) -> None:
     cfg = efconfig.validate(demo)
     specs = [cfg["models"][m] for m in cfg["synthesis"]["models"]]
     specs += [efconfig.resource_spec(cfg, t) for t in cfg["evaluation"]["targets"]]
-    assert {(efconfig.job_gpus(s), efconfig.job_mem_mb(s)) for s in specs} == {(0, 4000)}
+    assert {(resources.model_gpus(s), resources.model_mem_mb(s)) for s in specs} == {(0, 4000)}
 
 
 @pytest.mark.parametrize(
@@ -177,4 +177,4 @@ def test_the_demo_asks_for_what_a_workstation_has(demo: dict) -> None:
     ],
 )
 def test_jobs_ask_for_gpus_and_memory_by_device_and_model_size(spec: dict, gpus: int, mem_mb: int) -> None:
-    assert (efconfig.job_gpus(spec), efconfig.job_mem_mb(spec)) == (gpus, mem_mb)
+    assert (resources.model_gpus(spec), resources.model_mem_mb(spec)) == (gpus, mem_mb)

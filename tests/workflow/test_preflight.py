@@ -1,4 +1,5 @@
-"""The checks before paid work (editforge.workflow.preflight): each bad setting fails in one line naming it and the fix."""
+"""The checks before paid work (editforge.workflow.preflight): each bad setting fails in one line naming it
+and the fix."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from editforge.backend.core import Request, open_backend
+from editforge.backend import Request, open_backend
 from editforge.backend.cache import CacheNotWritable
 from editforge.backend.fake_server import FakeServer, always, status
 from editforge.workflow.preflight import PreflightError, check_benchmark, check_cache_dir, check_model
@@ -113,8 +114,9 @@ def test_a_cache_disk_without_room_for_the_answers_is_caught(tmp_path: Path) -> 
         check_cache_dir(tmp_path, 10**13, 2048)
 
 
-def test_a_missing_benchmark_is_named_before_paid_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       benchmark_path: Path) -> None:
+def test_a_missing_benchmark_is_named_before_paid_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, benchmark_path: Path
+) -> None:
     monkeypatch.delenv("EDITFORGE_CANITEDIT", raising=False)
     with pytest.raises(PreflightError, match=r"^benchmark: .*nowhere.jsonl: benchmark file not found"):
         check_benchmark(str(tmp_path / "nowhere.jsonl"), tmp_path / "not-loaded-yet.jsonl")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from editforge.workflow.resources import Planner, planner, read_partitions
 from editforge.config import ConfigError
+from editforge.workflow.resources import Planner, planner, read_partitions
 from helpers import REPO
 
 PARTITIONS = {

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from editforge.backend.fake_server import FakeServer
 from helpers import REPO
 from helpers.slurm_cluster import ACCOUNT, MAX_TIME_MIN, PARTITION, Cluster, ClusterUnavailable, one_node_cluster
 from helpers.workflow import synthesis_responder, tiny_config
+
 LOCAL_RULES = {"all", "preflight", "report", "report_figures", "report_tables"}
 # The status checks start 2 s after a submission instead of the plugin's 40: the chain of
 # jobs is long and each job short here; a cluster keeps the default.

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import json
 import os
-import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,6 +40,18 @@ REPORT_ENTRIES = (
     ("Data", "Distributions", "diff_sizes.png", "diff size histogram", "Changed lines of each kept triplet"),
     ("Data", "Distributions", "topics.png", "topic size histogram", "Topic sizes per instruction style"),
 )
+
+
+def measured_rows(report_dir: Path) -> set[str]:
+    """The targets with an overall row in summary.csv, each also a measured row of summary.md."""
+    with (report_dir / "summary.csv").open() as rows:
+        targets = {row["target"] for row in csv.DictReader(rows) if row["split"] == "overall"}
+    markdown = (report_dir / "summary.md").read_text()
+    for target in targets:
+        assert re.search(rf"^\| {re.escape(target)} \| [\d.]+ \| [\d.]+ \| [\d.]+ \| measured \|$", markdown, re.M), (
+            target
+        )
+    return targets
 
 
 @dataclass
@@ -102,13 +111,22 @@ def test_a_hard_kill_mid_synthesis_and_mid_parse_resumes_with_the_same_command(
         config = tiny_config(tmp_path, code_dir, server.base_url, str(tiny_model_dir), benchmark_path)
         config["models"]["fake"]["max_concurrency"] = 1  # at most one call in flight per synthesis job
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                   "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", target]
+        command = [
+            *SNAKEMAKE,
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--cores",
+            "2",
+            target,
+        ]
         _kill_when(command, lambda: sum(server.calls.values()) >= 5, "mid-synthesis")
         assert sum(server.calls.values()) < 16, "the kill did not land mid-synthesis"
         assert any((tmp_path / ".snakemake/locks").iterdir())  # what used to need --unlock
-        _kill_when(command, lambda: any("results/triplets/" in out for out in _running_outputs(tmp_path)),
-                   "mid-parse")
+        _kill_when(command, lambda: any("results/triplets/" in out for out in _running_outputs(tmp_path)), "mid-parse")
         resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
         assert resumed.returncode == 0, resumed.stderr[-4000:]
         assert "removed the lock left by a run that was killed" in resumed.stdout + resumed.stderr
@@ -136,11 +154,24 @@ def test_batch_mode_writes_what_live_calls_write_and_a_killed_run_polls_its_batc
     target = "results/dataset/train.jsonl"
     with FakeServer(responder=synthesis_responder, batch_polls=10**6) as server:
         config = tiny_config(tmp_path, code_dir, server.base_url, str(tiny_model_dir), benchmark_path)
-        config["models"]["fake"] |= {"mode": "batch", "batch": {"poll_s": 0.2},
-                                     "batch_price": {"input_per_mtok": 0.5, "output_per_mtok": 1.0}}
+        config["models"]["fake"] |= {
+            "mode": "batch",
+            "batch": {"poll_s": 0.2},
+            "batch_price": {"input_per_mtok": 0.5, "output_per_mtok": 1.0},
+        }
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-                   "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", target]
+        command = [
+            *SNAKEMAKE,
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--cores",
+            "2",
+            target,
+        ]
         _kill_when(command, lambda: len(server.batches) == 2, "while both round-1 batches wait")
         assert list((tmp_path / "cache/batches/fake").glob("*.json")), "no batch was recorded"
         server.batch_polls = 1
@@ -176,33 +207,15 @@ def test_an_unreachable_server_stops_the_run_before_any_synthesis(
 def test_a_yaml_error_in_the_default_config_names_its_line_and_column(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config/config.yaml").write_text("seed: 1\nseeds:\n  num_prompts: [4\n  num_shards: 2\n")
-    result = subprocess.run([*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "-n"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "-n"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "config/config.yaml:4:13: not valid YAML: expected ',' or ']', but got ':'" in result.stdout + result.stderr
-
-
-def test_lint_is_clean() -> None:
-    result = subprocess.run(
-        [*SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_snakefmt_is_clean() -> None:
-    """The formatting check the workflow catalog runs (line length in pyproject.toml's [tool.snakefmt])."""
-    result = subprocess.run(
-        [sys.executable, "-m", "snakefmt", "--check", "--diff", "Snakefile", "rules"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"run `snakefmt Snakefile rules`:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
 
 
 def test_bad_config_stops_at_start_naming_the_key(tmp_path: Path) -> None:
@@ -217,9 +230,7 @@ def test_bad_config_stops_at_start_naming_the_key(tmp_path: Path) -> None:
 # Answers that game the harness's exit-status rule, by target: (official, strict) pass@1 expected.
 CHEATS = {
     "exits-early": ("```python\nimport sys\nsys.exit(0)\n```", 100.0, 0.0),
-    "hides-failures": (
-        "```python\n{before}\nimport atexit, os\natexit.register(lambda: os._exit(0))\n```", 100.0, 0.0
-    ),
+    "hides-failures": ("```python\n{before}\nimport atexit, os\natexit.register(lambda: os._exit(0))\n```", 100.0, 0.0),
     "fakes-env-error": (
         "```python\nimport sys\nsys.stderr.write(\"ModuleNotFoundError: No module named 'numpy'\\n\")\n"
         "sys.exit(1)\n```",
@@ -295,8 +306,7 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
     assert (results / "training/tiny-edit/model/config.json").exists()
     executions = list(read_jsonl(results / "evaluation/tiny-edit/executions.jsonl"))
     assert len(executions) == 2 * 2 * 2  # problems x kinds x samples
-    summary = (results / "report/summary.md").read_text()
-    assert "tiny-edit" in summary and "tiny" in summary
+    assert measured_rows(results / "report") == {"tiny", "tiny-edit"}  # the base model is scored too
     funnel = json.loads((results / "report/funnel.json").read_text())
     usage = funnel["synthesis"]["fake"]["usage"]
     assert usage["calls"] == 16 and usage["cost"] > 0
@@ -310,7 +320,9 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
     match = re.search(r"var categories = (\{.*?\});", report)
     assert match, "report.html has no categories"
     categories = json.loads(match.group(1))
-    listed = {(cat, sub, Path(f).name) for cat, subs in categories.items() for sub, files in subs.items() for f in files}
+    listed = {
+        (cat, sub, Path(f).name) for cat, subs in categories.items() for sub, files in subs.items() for f in files
+    }
     assert listed == {(cat, sub, name) for cat, sub, name, _, _ in REPORT_ENTRIES}
     for _, _, name, label, caption in REPORT_ENTRIES:
         assert f'"results/report/{name}": {{"name": "{name}"' in report  # its data and metadata
@@ -393,9 +405,19 @@ def open_in_chromium(report: Path, clicks: list[Any], out: Path, *args: str) -> 
     before, _, after = report.read_text().rpartition("</body>")
     page.write_text(before + CLICKS_JS.replace("STEPS", json.dumps(clicks)) + "</body>" + after)
     command = [
-        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={run_dir / 'profile'}", "--virtual-time-budget=15000", *args, page.as_uri(),
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={run_dir / 'profile'}",
+        "--virtual-time-budget=15000",
+        *args,
+        page.as_uri(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -418,7 +440,11 @@ def test_report_renders_in_a_headless_browser(tiny_run: TinyRun, tmp_path: Path)
 
     # Each subcategory lists its results by label; the workflow description is the first page.
     show_table = ["Evaluation", ["view", "pass@1 table"]]  # a single subcategory opens with its category
-    views = ((show_table, "CanItEdit pass@1"), (["Data", "Funnel"], "Funnel"), (["Data", "Distributions"], "Distributions"))
+    views = (
+        (show_table, "CanItEdit pass@1"),
+        (["Data", "Funnel"], "Funnel"),
+        (["Data", "Distributions"], "Distributions"),
+    )
     for clicks, subcategory in views:
         page = rendered(open_in_chromium(report, clicks, tmp_path, "--dump-dom").stdout)
         labels = [label for _, sub, _, label, _ in REPORT_ENTRIES if sub == subcategory]
@@ -437,24 +463,36 @@ def test_report_renders_in_a_headless_browser(tiny_run: TinyRun, tmp_path: Path)
 
 
 COMMITS = [
-    ("def area(w, h):\n    return w * h\n",
-     "def area(w, h):\n    if w < 0 or h < 0:\n        raise ValueError('negative size')\n    return w * h\n",
-     "Reject negative sizes in area"),
-    ("def greet(name):\n    print('Hello ' + name)\n",
-     "def greet(name, greeting='Hello'):\n    print(greeting + ' ' + name)\n",
-     "Let callers choose the greeting"),
-    ("def mean(xs):\n    return sum(xs) / len(xs)\n",
-     "def mean(xs):\n    if not xs:\n        return 0.0\n    return sum(xs) / len(xs)\n",
-     "Return 0 for an empty list in mean"),
-    ("def last(items):\n    return items[len(items)]\n",
-     "def last(items):\n    return items[len(items) - 1]\n",
-     "Fix off-by-one in last"),
-    ("def shout(text):\n    return text + '!'\n",
-     "def shout(text):\n    return text.upper() + '!'\n",
-     "Upper-case the text in shout"),
-    ("def count_words(text):\n    return len(text.split(' '))\n",
-     "def count_words(text):\n    return len(text.split())\n",
-     "Count words separated by any whitespace"),
+    (
+        "def area(w, h):\n    return w * h\n",
+        "def area(w, h):\n    if w < 0 or h < 0:\n        raise ValueError('negative size')\n    return w * h\n",
+        "Reject negative sizes in area",
+    ),
+    (
+        "def greet(name):\n    print('Hello ' + name)\n",
+        "def greet(name, greeting='Hello'):\n    print(greeting + ' ' + name)\n",
+        "Let callers choose the greeting",
+    ),
+    (
+        "def mean(xs):\n    return sum(xs) / len(xs)\n",
+        "def mean(xs):\n    if not xs:\n        return 0.0\n    return sum(xs) / len(xs)\n",
+        "Return 0 for an empty list in mean",
+    ),
+    (
+        "def last(items):\n    return items[len(items)]\n",
+        "def last(items):\n    return items[len(items) - 1]\n",
+        "Fix off-by-one in last",
+    ),
+    (
+        "def shout(text):\n    return text + '!'\n",
+        "def shout(text):\n    return text.upper() + '!'\n",
+        "Upper-case the text in shout",
+    ),
+    (
+        "def count_words(text):\n    return len(text.split(' '))\n",
+        "def count_words(text):\n    return len(text.split())\n",
+        "Count words separated by any whitespace",
+    ),
 ]
 
 
@@ -464,14 +502,20 @@ def test_embedded_model_end_to_end(tmp_path: Path, benchmark_path: Path) -> None
     them and is scored beside its base model. (The README's demo does the same
     from standard-library snippets, with more prompts than a test can afford.)"""
     commits = tmp_path / "commits.jsonl"
-    commits.write_text("".join(
-        json.dumps({"old_contents": old, "new_contents": new, "message": message}) + "\n"
-        for old, new, message in COMMITS
-    ))
+    commits.write_text(
+        "".join(
+            json.dumps({"old_contents": old, "new_contents": new, "message": message}) + "\n"
+            for old, new, message in COMMITS
+        )
+    )
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["cache_dir"] = str(tmp_path / "cache")
-    config["seeds"] = {"kind": "commits", "sources": [{"name": "commits", "type": "jsonl", "path": str(commits)}],
-                       "num_prompts": 6, "num_shards": 1}
+    config["seeds"] = {
+        "kind": "commits",
+        "sources": [{"name": "commits", "type": "jsonl", "path": str(commits)}],
+        "num_prompts": 6,
+        "num_shards": 1,
+    }
     config["synthesis"]["sampling"]["max_tokens"] = 256
     config["training"]["students"]["smollm2-edit"].update(max_steps=2, checkpoint_every=0)
     config["evaluation"].update(problems=1, samples=1, benchmark=str(benchmark_path))
@@ -482,5 +526,4 @@ def test_embedded_model_end_to_end(tmp_path: Path, benchmark_path: Path) -> None
     train = list(read_jsonl(tmp_path / "results/dataset/train.jsonl"))
     assert train, "the embedded model produced no training sample"
     assert all(sample["instruction"].strip() for sample in train)
-    summary = (tmp_path / "results/report/summary.md").read_text()
-    assert "smollm2-edit" in summary and "smollm2" in summary
+    assert measured_rows(tmp_path / "results/report") == {"smollm2", "smollm2-edit"}  # the base model is scored too

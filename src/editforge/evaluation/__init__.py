@@ -1,9 +1,14 @@
 """Evaluation on CanItEdit: load the benchmark, prompt a model, run the edits
 against the hidden tests in the sandbox, and score pass@k.
 
-Modules: ``benchmark`` (loading, checking, selecting problems), ``prompts``
-(prompt formats and post-processing), ``stages`` (generate and execute) and
-``scoring`` (pass@k, the report files and the chart).
+- ``benchmark``: loading, checking and selecting problems
+- ``prompts``: prompt formats and post-processing
+- ``preflight``: the reference programs judge the environment before any generation
+- ``stages``: generate and execute
+- ``harness``: the harness's copied rules (pass@k, ExcessCode's term, the coverage report)
+- ``scoring``: execution records to scores, and the report files
+- ``frames``: the per-problem, summary and harness tables
+- ``summary``: summary.md, the shared sentences, the pass@1 chart, the paper's rows
 """
 
 from editforge.evaluation.benchmark import (
@@ -17,6 +22,7 @@ from editforge.evaluation.benchmark import (
     required_modules,
     select_problems,
 )
+from editforge.evaluation.harness import pass_at_k
 from editforge.evaluation.prompts import (
     PROMPT_FORMATS,
     PromptFormat,
@@ -24,8 +30,9 @@ from editforge.evaluation.prompts import (
     first_fenced_block,
     postprocess,
 )
-from editforge.evaluation.scoring import PAPER_ROWS, Scores, pass_at_k, run_score, score
+from editforge.evaluation.scoring import Scores, run_score, score
 from editforge.evaluation.stages import run_execute, run_generate
+from editforge.evaluation.summary import PAPER_ROWS
 
 __all__ = [
     "BENCHMARK_ENV",

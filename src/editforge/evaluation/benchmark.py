@@ -10,7 +10,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
-BENCHMARK_ENV = "EDITFORGE_CANITEDIT"
+from editforge.config import BENCHMARK_ENV
+from editforge.hub import HubError, download_dataset_file, hf_format, list_dataset_files, select_hf_files
+from editforge.records import iter_jsonl_lines, read_parquet
+
 HF_SPLIT = "test"
 TESTS_MARKER = "### START TESTS ###"
 CHANGE_KINDS = ("adaptive", "corrective", "perfective")
@@ -155,54 +158,39 @@ def required_modules(problems: Iterable[Problem]) -> frozenset[str]:
     return frozenset(name for name in found if name not in sys.stdlib_module_names and name != "__future__")
 
 
-# ---------------------------------------------------------------- sources
-
-
 def _jsonl_rows(path: Path) -> list[tuple[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((f"{path}:{number}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise BenchmarkError(f"{path}:{number}: not JSON ({err.msg})") from None
+    for number, value in iter_jsonl_lines(path):
+        if isinstance(value, json.JSONDecodeError):
+            raise BenchmarkError(f"{path}:{number}: not JSON ({value.msg})")
+        rows.append((f"{path}:{number}", value))
     return rows
 
 
 def _parquet_rows(path: Path) -> list[tuple[str, Any]]:
-    import polars as pl
-
-    return [(f"{path} row {i}", row) for i, row in enumerate(pl.read_parquet(path).to_dicts())]
+    return [(f"{path} row {number - 1}", row) for number, row in read_parquet(path)]
 
 
 def _hub_rows(dataset: str) -> list[tuple[str, Any]]:
-    """The split's parquet files from the Hugging Face hub, read with polars.
+    """The split's parquet files from the Hugging Face hub (``editforge.hub``), read with polars.
 
     huggingface_hub comes with transformers, so no ``datasets`` install is needed;
     the files are cached by huggingface_hub like any hub download.
     """
-    from huggingface_hub import HfApi, hf_hub_download
-
     advice = f"set {BENCHMARK_ENV} to a local copy of the benchmark (a .jsonl or .parquet file)"
     try:
-        files = HfApi().list_repo_files(dataset, repo_type="dataset")
         # push_to_hub writes data/test-00000-of-00001.parquet; converted repos test/0000.parquet.
-        wanted = sorted(
-            f for f in files
-            if f.endswith(".parquet") and (Path(f).name.startswith(f"{HF_SPLIT}-") or HF_SPLIT in Path(f).parts[:-1])
-        )
+        chosen = select_hf_files(list_dataset_files(dataset), None, HF_SPLIT)
+        wanted = [name for name in chosen if hf_format(name) == "parquet"]
         if not wanted:
             raise BenchmarkError(f"the Hugging Face dataset '{dataset}' has no '{HF_SPLIT}' parquet files; {advice}")
-        paths = [hf_hub_download(dataset, name, repo_type="dataset") for name in wanted]
-    except BenchmarkError:
-        raise
-    except Exception as err:  # offline, unknown id, ...: all mean "use a local copy"
+        paths = [download_dataset_file(dataset, name) for name in wanted]
+    except HubError as err:  # offline, unknown id, ...: all mean "use a local copy"
+        cause = err.cause
         raise BenchmarkError(
-            f"could not load the Hugging Face dataset '{dataset}' ({type(err).__name__}: {err}); {advice}"
-        ) from err
-    return [(f"{dataset} {where}", row) for path in paths for where, row in _parquet_rows(Path(path))]
+            f"could not load the Hugging Face dataset '{dataset}' ({type(cause).__name__}: {cause}); {advice}"
+        ) from cause
+    return [(f"{dataset} {where}", row) for path in paths for where, row in _parquet_rows(path)]
 
 
 def _check_taxonomy(value: Any, where: str) -> Taxonomy:

@@ -14,27 +14,26 @@ sandbox's isolation is checked here too, before anything is paid for.
 
 from __future__ import annotations
 
-import os
 import platform
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from editforge.evaluation.benchmark import Problem
-from editforge.records import write_json
+from editforge.records import PathLike, write_json
 from editforge.sandbox import Limits, SandboxResult, run_many, select_isolation
 
 REFERENCE_FAILURES = ("stop", "exclude")
 TRIES = 3  # a reference must fail this many runs in a row to count as failing
 
 
-class PreflightError(RuntimeError):
+class EvalPreflightError(RuntimeError):
     """Reference programs fail in this environment, and the config says to stop."""
 
 
 def run_preflight(
     problems: Sequence[Problem],
-    report_path: str | os.PathLike[str],
-    excluded_path: str | os.PathLike[str],
+    report_path: PathLike,
+    excluded_path: PathLike,
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Run the references of ``problems``; write the report (``preflight.json``) and the
@@ -43,7 +42,7 @@ def run_preflight(
     ``settings``: ``timeout_s``, ``workers``, and optionally ``memory_mb``,
     ``sandbox``, ``python`` (the interpreter that runs programs) and
     ``reference_failures`` (``stop``, the default, or ``exclude``).
-    Raises PreflightError when references fail and the setting is ``stop``.
+    Raises EvalPreflightError when references fail and the setting is ``stop``.
     """
     mode = settings.get("reference_failures", "stop")
     if mode not in REFERENCE_FAILURES:
@@ -82,7 +81,7 @@ def run_preflight(
     write_json(excluded_path, {"excluded": report["excluded"]})
     if failures and mode == "stop":
         names = "; ".join(f"{f['full_name']} ({f['reason']})" for f in failures)
-        raise PreflightError(
+        raise EvalPreflightError(
             f"evaluation preflight: the reference programs of {len(failures)} of {len(problems)} problems fail "
             f"in this environment: {names}; install what they need in the evaluation environment "
             "(requirements-eval.txt; vllm on GPU nodes only), or set evaluation.reference_failures: exclude "

@@ -1,45 +1,8 @@
 """How a model is asked for an edit, and how its answer becomes a program.
 
-Prompt formats (a model's ``prompt_format``):
-
-* ``editforge``: our own chat format (``edit_format.edit_messages``), the one the
-  fine-tuned students are trained on, with our own extraction (below).
-* ``canitedit-direct`` and ``canitedit-chat``: the CanItEdit harness
-  (nuprl/CanItEdit ``benchmark/generate_completions.py``) as the CanItEdit
-  paper ran it: commit ``1a87cb4``, whose generation code is the v2 code of
-  2024-03-19. These names are the paper-era versions because the published rows
-  the report quotes beside ours (GPT-4, EditCoder, CodeLlama-Instruct,
-  DeepSeekCoder-Instr, from Cassano et al.) came from this code, and OpenCodeEdit
-  evaluated with a modified copy of it.
-* ``canitedit-direct-head`` and ``canitedit-chat-head``: the same harness at
-  HEAD (``8796791``, 2025-09), which changed stops, extraction and the chat
-  prompt.
-
-Prompts, stop strings and extraction are byte-exact with the harness version
-named. The direct prompt (``## Code Before:`` / ``## Instruction:`` /
-``## Code After:`` lines, no fences) is the same in both; the rest differs:
-
-* direct stops: ``PAPER_DIRECT_STOPS`` (3) at the paper, ``HEAD_DIRECT_STOPS``
-  (8) at HEAD.
-* direct program: the raw generation at the paper; at HEAD
-  ``first_fence_span``, or the raw text when that finds no closed fence.
-* chat prompt: at the paper the PythonEditGPT system prompt, a one-shot add/sub
-  user/assistant pair, then the problem; at HEAD the system prompt and the
-  problem (zero-shot), with a ``## Code After`` heading closing the user turn.
-* chat stops: ``[/INST]`` at the paper (its ``chat`` type, for open models
-  served by vLLM; its ``openai`` type, with the same prompt and extraction, sent
-  none), none at HEAD.
-* chat program: ``first_fence_lines`` of the answer stripped of surrounding
-  whitespace at the paper (its chat models strip every answer), of the raw
-  answer at HEAD.
-
-Our backends honour stop strings; ``postprocess`` cuts at them again, so a
-backend that ignores them gives the same program. Thinking blocks get no special
-treatment, as in the harness: a fence inside one is the first fence.
-
-Not reproduced: the paper-era ``--no-system`` switch (system text folded into
-the user turns) and its prompt truncation to 16,384 tokens, which no CanItEdit
-prompt reaches.
+A model's ``prompt_format`` (``PromptFormat``) is our own ``editforge`` chat format, or the
+CanItEdit harness at the paper-era version or at HEAD (``CANITEDIT_FORMATS``). Prompts, stop
+strings and extraction are byte-exact with the harness version named.
 """
 
 from __future__ import annotations
@@ -54,6 +17,20 @@ from editforge.edit_format import edit_messages
 from editforge.evaluation.benchmark import Problem
 from editforge.records import STYLES, Style
 
+# Prompt formats (a model's ``prompt_format``):
+#
+# * ``editforge``: our own chat format (``edit_format.edit_messages``), the one the
+#   fine-tuned students are trained on, with our own extraction (below).
+# * ``canitedit-direct`` and ``canitedit-chat``: the CanItEdit harness
+#   (nuprl/CanItEdit ``benchmark/generate_completions.py``) as the CanItEdit
+#   paper ran it: commit ``1a87cb4``, whose generation code is the v2 code of
+#   2024-03-19. These names are the paper-era versions because the published rows
+#   the report quotes beside ours (GPT-4, EditCoder, CodeLlama-Instruct,
+#   DeepSeekCoder-Instr, from Cassano et al.) came from this code, and OpenCodeEdit
+#   evaluated with a modified copy of it.
+# * ``canitedit-direct-head`` and ``canitedit-chat-head``: the same harness at
+#   HEAD (``8796791``, 2025-09), which changed stops, extraction and the chat
+#   prompt.
 PromptFormat = Literal[
     "editforge", "canitedit-direct", "canitedit-chat", "canitedit-direct-head", "canitedit-chat-head"
 ]
@@ -61,6 +38,28 @@ PROMPT_FORMATS: tuple[PromptFormat, ...] = get_args(PromptFormat)
 Harness = Literal["paper", "head"]
 Family = Literal["direct", "chat"]
 
+# Prompts, stop strings and extraction are byte-exact with the harness version
+# named. The direct prompt (``## Code Before:`` / ``## Instruction:`` /
+# ``## Code After:`` lines, no fences) is the same in both; the rest differs:
+#
+# * direct stops: ``PAPER_DIRECT_STOPS`` (3) at the paper, ``HEAD_DIRECT_STOPS``
+#   (8) at HEAD.
+# * direct program: the raw generation at the paper; at HEAD
+#   ``first_fence_span``, or the raw text when that finds no closed fence.
+# * chat prompt: at the paper the PythonEditGPT system prompt, a one-shot add/sub
+#   user/assistant pair, then the problem; at HEAD the system prompt and the
+#   problem (zero-shot), with a ``## Code After`` heading closing the user turn.
+# * chat stops: ``[/INST]`` at the paper (its ``chat`` type, for open models
+#   served by vLLM; its ``openai`` type, with the same prompt and extraction, sent
+#   none), none at HEAD.
+# * chat program: ``first_fence_lines`` of the answer stripped of surrounding
+#   whitespace at the paper (its chat models strip every answer), of the raw
+#   answer at HEAD.
+#
+# Not reproduced: the paper-era ``--no-system`` switch (system text folded into
+# the user turns) and its prompt truncation to 16,384 tokens, which no CanItEdit
+# prompt reaches.
+#
 # Each CanItEdit format: the harness's model type and the harness version it follows.
 CANITEDIT_FORMATS: dict[str, tuple[Family, Harness]] = {
     "canitedit-direct": ("direct", "paper"),
@@ -165,7 +164,7 @@ def chat_messages(before: str, instruction_text: str, harness: Harness) -> list[
 def postprocess(text: str, fmt: str) -> str:
     """The program to test, from a model's answer ``text`` in format ``fmt``.
 
-    CanItEdit formats follow the harness (see the module docstring): the answer
+    CanItEdit formats follow the harness (see the comment above ``CANITEDIT_FORMATS``): the answer
     is cut at the format's first stop string, then
 
     * ``canitedit-direct``: the cut text as it is;
@@ -178,6 +177,10 @@ def postprocess(text: str, fmt: str) -> str:
     ``editforge`` (our format, no harness to follow): the first fenced block
     anywhere (``first_fenced_block``); with no fence, the text itself if it is
     Python, else ``""``.
+
+    Our backends honour stop strings; ``postprocess`` cuts at them again, so a
+    backend that ignores them gives the same program. Thinking blocks get no special
+    treatment, as in the harness: a fence inside one is the first fence.
     """
     if fmt == "editforge":
         block = first_fenced_block(text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -14,17 +13,18 @@ from typing import Any, cast
 
 from editforge.backend import Backend, Sampling, open_backend
 from editforge.evaluation.benchmark import Problem
+from editforge.evaluation.harness import parse_coverage_report
 from editforge.evaluation.prompts import PROMPT_FORMATS, build_request, postprocess
 from editforge.records import (
     STYLES,
     CompletionRecord,
     ExecutionRecord,
+    PathLike,
     RecordError,
     read_jsonl,
     write_json,
     write_jsonl,
 )
-from editforge.evaluation.harness import parse_coverage_report
 from editforge.sandbox import Limits, SandboxError, SandboxResult, run_many, select_isolation
 
 DEFAULT_MEMORY_MB = 4096
@@ -37,7 +37,7 @@ def run_generate(
     problems: Sequence[Problem],
     settings: Mapping[str, Any],
     cache_dir: str | Path | None,
-    out_path: str | os.PathLike[str],
+    out_path: PathLike,
     *,
     backend: Backend | None = None,
 ) -> dict[str, Any]:
@@ -98,9 +98,9 @@ def run_generate(
 
 
 def run_execute(
-    completions_path: str | os.PathLike[str],
+    completions_path: PathLike,
     problems: Sequence[Problem],
-    out_path: str | os.PathLike[str],
+    out_path: PathLike,
     settings: Mapping[str, Any],
 ) -> dict[str, int]:
     """Run every completion with its problem's tests in the sandbox; write ExecutionRecords.
@@ -187,7 +187,7 @@ def _sampling(values: Any) -> Sampling:
 
 
 def _completion(
-    record: dict[str, Any], by_id: Mapping[int, Problem], path: str | os.PathLike[str], number: int
+    record: dict[str, Any], by_id: Mapping[int, Problem], path: PathLike, number: int
 ) -> CompletionRecord:
     missing = [key for key in CompletionRecord.__annotations__ if key not in record]
     if missing:

@@ -1,46 +1,24 @@
 """Decontamination: find the triplets whose code or instructions hold benchmark text.
 
-Every triplet is compared with every benchmark problem, field by field:
-
-* **code** (``pre_code``, ``post_code`` against ``before`` and ``after``) in
-  the canonical form of ``editforge.pycode.canonical``: blind to renaming, layout,
-  quoting, literals, comments and docstrings. Two programs overlap by the
-  share of distinct canonical shingles they have in common, measured as
-  *containment* both ways: a benchmark program (or a large part of it)
-  inside a longer triplet program, or a triplet program that is mostly a
-  piece of a benchmark program. Similar programs contain each other, so a
-  near copy is caught too.
-* **string literals** of at least ``MIN_LITERAL_CHARS`` characters found in a
-  benchmark program (data, messages, docstrings; blanks collapsed, an
-  f-string's fields as ``{}``): one such literal in a triplet's code is
-  evidence on its own, however little code surrounds it.
-* **instructions** (either style against either benchmark style) by
-  character n-grams of the lower-cased words, also as containment both ways:
-  a word substituted every eight words still leaves most n-grams, a benchmark
-  instruction quoted inside a longer one is still inside, and a short lazy
-  instruction is compared whole, however few words it has.
-
-A pair counts only with enough distinct shingles in common
-(``MIN_SHARED_BENCHMARK``, or all of a shorter benchmark text's, for a
-benchmark text inside a triplet's; ``MIN_SHARED_TRIPLET`` for a triplet's
-text inside a benchmark text), so a few generic lines never make a match. Of
-all problems a triplet matches, the one with the most evidence (shingles in
-common, summed over the triplet's fields) is named, so a triplet planted from
-one problem is not attributed to a sibling that shares a few lines with it.
-``bench/decontamination.py`` measures recall on mutated copies of
-every problem and false positives on the standard library.
+Every triplet is compared with every benchmark problem, field by field (code, string literals and
+instructions, see ``BenchmarkIndex``), and the problem with the most evidence is named.
+``decontaminate`` marks the records of the dedup stage that match; run_dedup refuses to go on when
+too many kept ones do (``ContaminationError``). ``bench/decontamination.py`` measures recall on
+mutated copies of every problem and false positives on the standard library.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from editforge.pycode.canonical import canonical_forms, fmix64, shingles, string_literals
+from editforge.filtering.checks import TRIPLET_FIELDS
+from editforge.filtering.minhash import words
+from editforge.pycode.canonical import MULTIPLIER, canonical_forms, fmix64, shingles, string_literals
+from editforge.records import drop
 
 CODE_FIELDS = ("pre_code", "post_code")
 INSTRUCTION_FIELDS = ("instruction_lazy", "instruction_descriptive")
@@ -59,9 +37,11 @@ MIN_SHARED_TRIPLET = {"code": 40, "instruction": 40}
 
 DEFAULTS: dict[str, float] = {"code_containment": 0.25, "instruction_containment": 0.6}
 
-_WORD = re.compile(r"\w+")
 _HALF, _LOW = np.uint64(32), np.uint64(0xFFFFFFFF)
-_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+class ContaminationError(RuntimeError):
+    """Too many triplets match the benchmark to trust the synthesis inputs."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +102,7 @@ def char_ngrams(texts: Sequence[str], n: int = CHAR_NGRAM) -> tuple[np.ndarray, 
 
     A text shorter than ``n`` characters has one n-gram of it all; one without words, none.
     """
-    normal = [" ".join(_WORD.findall(text.lower())).encode() for text in texts]
+    normal = [" ".join(words(text)).encode() for text in texts]
     lengths = np.fromiter(map(len, normal), dtype=np.int64, count=len(normal))
     counts = np.where(lengths > 0, np.maximum(lengths - n + 1, 1), 0)
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -137,17 +117,46 @@ def char_ngrams(texts: Sequence[str], n: int = CHAR_NGRAM) -> tuple[np.ndarray, 
         for offset in range(n):
             position = starts + offset
             byte = data[np.minimum(position, len(data) - 1)] + np.uint64(1)
-            value = np.where(position < ends, value * _MULTIPLIER + byte, value)
+            value = np.where(position < ends, value * MULTIPLIER + byte, value)
     return (fmix64(value) >> np.uint64(32)).astype(np.uint32), offsets
 
 
 def code_shingles(sources: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The canonical shingles of each program (``codeform``), and their offsets."""
+    """The canonical shingles of each program (``pycode.canonical``), and their offsets."""
     return shingles(canonical_forms(sources), CODE_SHINGLE_TOKENS)
 
 
 class BenchmarkIndex:
-    """Every benchmark problem's code and instructions, ready to be compared with triplets."""
+    """Every benchmark problem's code and instructions, ready to be compared with triplets.
+
+    Every triplet is compared with every benchmark problem, field by field:
+
+    * **code** (``pre_code``, ``post_code`` against ``before`` and ``after``) in
+      the canonical form of ``editforge.pycode.canonical``: blind to renaming, layout,
+      quoting, literals, comments and docstrings. Two programs overlap by the
+      share of distinct canonical shingles they have in common, measured as
+      *containment* both ways: a benchmark program (or a large part of it)
+      inside a longer triplet program, or a triplet program that is mostly a
+      piece of a benchmark program. Similar programs contain each other, so a
+      near copy is caught too.
+    * **string literals** of at least ``MIN_LITERAL_CHARS`` characters found in a
+      benchmark program (data, messages, docstrings; blanks collapsed, an
+      f-string's fields as ``{}``): one such literal in a triplet's code is
+      evidence on its own, however little code surrounds it.
+    * **instructions** (either style against either benchmark style) by
+      character n-grams of the lower-cased words, also as containment both ways:
+      a word substituted every eight words still leaves most n-grams, a benchmark
+      instruction quoted inside a longer one is still inside, and a short lazy
+      instruction is compared whole, however few words it has.
+
+    A pair counts only with enough distinct shingles in common
+    (``MIN_SHARED_BENCHMARK``, or all of a shorter benchmark text's, for a
+    benchmark text inside a triplet's; ``MIN_SHARED_TRIPLET`` for a triplet's
+    text inside a benchmark text), so a few generic lines never make a match. Of
+    all problems a triplet matches, the one with the most evidence (shingles in
+    common, summed over the triplet's fields) is named, so a triplet planted from
+    one problem is not attributed to a sibling that shares a few lines with it.
+    """
 
     def __init__(self, benchmark: Sequence[Mapping[str, Any]], settings: Mapping[str, Any] | None = None) -> None:
         self.settings = DEFAULTS | dict(settings or {})
@@ -233,3 +242,22 @@ def _strength(match: Match) -> tuple[int, float]:
 def _text(record: Mapping[str, Any], field: str) -> str:
     value = record.get(field)
     return value if isinstance(value, str) else ""
+
+
+def decontaminate(records: list[dict[str, Any]], index: BenchmarkIndex) -> list[dict[str, Any]]:
+    """Mark every record that holds benchmark text; return one match per record found.
+
+    Dropped records are looked at too (the unfiltered exports hold them): a
+    kept one is dropped as ``contaminated``, a dropped one keeps its reason;
+    both get ``contaminated_by``.
+    """
+    with_text = [r for r in records if any(isinstance(r.get(f), str) for f in TRIPLET_FIELDS)]
+    matches: list[dict[str, Any]] = []
+    for record, match in zip(with_text, index.match(with_text)):
+        if match is not None:
+            was_kept = record["status"] == "ok"
+            if was_kept:
+                drop(record, "contaminated")
+            record["contaminated_by"] = match.problem
+            matches.append(match.as_record(record["id"]) | {"kept_before": was_kept})
+    return matches

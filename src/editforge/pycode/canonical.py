@@ -1,28 +1,7 @@
 """The canonical form of Python code that deduplication and decontamination compare.
 
-A program is read as a stream of Python tokens and normalised so that copying
-it with cosmetic changes leaves the stream as it was:
-
-* comments, docstrings (a string that is a statement of its own), newlines,
-  parentheses, semicolons and trailing commas are dropped, so layout,
-  redundant brackets and a reformatter's choices do not count;
-* a string literal stands for its text, without prefix and quotes (in an
-  f-string every replacement field is ``{}``: it holds code, whose names a
-  renaming changes), and a number for its value, so quote style and the spelling of numbers (``1_000``, ``0x3e8``)
-  do not count;
-* identifiers are *parameters*: keywords, builtins and dunder names stay as
-  they are, every other name is compared only by where it occurred before.
-
-Shingles of this stream (``shingles``) are windows of ``size`` tokens in
-which each parameter is replaced by the distance back to its previous
-occurrence *inside the window*, or "new" (Baker's parameterized strings, the
-classic encoding of code-clone detection). Consistent renaming leaves every
-shingle unchanged, and since the encoding of a window depends on that window
-alone, a program copied into the middle of another module keeps its
-shingles: that is what makes containment measurable, unlike renaming by
-first use over the whole program.
-
-All of it runs on many programs at once with numpy; a regular expression
+Programs become canonical token streams (``canonical_forms``) and their shingles
+(``shingles``). All of it runs on many programs at once with numpy; a regular expression
 stands in for ``tokenize``: ten times faster, and it also reads code that
 does not tokenize (an unclosed bracket, say).
 """
@@ -68,7 +47,7 @@ _FIXED_KINDS = {
 _REPLACEMENT_FIELD = re.compile(r"\{[^{}]*\}")
 _LITERAL_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
 
-_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # the golden ratio in 64 bits: the polynomial rolling hash of token runs
 
 
 def fmix64(values: np.ndarray) -> np.ndarray:
@@ -158,7 +137,21 @@ class CodeForms:
 
 
 def canonical_forms(sources: Sequence[str]) -> CodeForms:
-    """The canonical token streams of ``sources`` (see the module's description)."""
+    """The canonical token streams of ``sources``.
+
+    A program is read as a stream of Python tokens and normalised so that copying
+    it with cosmetic changes leaves the stream as it was:
+
+    * comments, docstrings (a string that is a statement of its own), newlines,
+      parentheses, semicolons and trailing commas are dropped, so layout,
+      redundant brackets and a reformatter's choices do not count;
+    * a string literal stands for its text, without prefix and quotes (in an
+      f-string every replacement field is ``{}``: it holds code, whose names a
+      renaming changes), and a number for its value, so quote style and the
+      spelling of numbers (``1_000``, ``0x3e8``) do not count;
+    * identifiers are *parameters*: keywords, builtins and dunder names stay as
+      they are, every other name is compared only by where it occurred before.
+    """
     lists = [_TOKEN.findall(source) for source in sources]
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     tokens = np.fromiter(
@@ -224,6 +217,15 @@ def shingles(forms: CodeForms, size: int) -> tuple[np.ndarray, np.ndarray]:
     A program with fewer tokens than ``size`` has one shingle of them all; one
     with none has none. Returns (hashes, offsets): program i's shingles are
     hashes[offsets[i]:offsets[i + 1]], in order, repeats included.
+
+    Shingles of this stream (``shingles``) are windows of ``size`` tokens in
+    which each parameter is replaced by the distance back to its previous
+    occurrence *inside the window*, or "new" (Baker's parameterized strings, the
+    classic encoding of code-clone detection). Consistent renaming leaves every
+    shingle unchanged, and since the encoding of a window depends on that window
+    alone, a program copied into the middle of another module keeps its
+    shingles: that is what makes containment measurable, unlike renaming by
+    first use over the whole program.
     """
     if not 1 <= size <= len(_BACK_REFERENCES):
         raise ValueError(f"a shingle has 1 to {len(_BACK_REFERENCES)} tokens; got {size}")
@@ -250,7 +252,7 @@ def shingles(forms: CodeForms, size: int) -> tuple[np.ndarray, np.ndarray]:
             seen = reference[window] & (distance[window] <= offset)
             token = np.where(seen, back_reference[window], as_new[window])
             inside = np.arange(offset, offset + total) < ends
-            value = np.where(inside, value * _MULTIPLIER + token, value)
+            value = np.where(inside, value * MULTIPLIER + token, value)
     # A program's windows start at each of its tokens that leaves ``size`` (a short one: its first only).
     within = np.arange(int(out_offsets[-1])) - np.repeat(out_offsets[:-1], counts)
     starts = np.repeat(forms.offsets[:-1], counts) + within

@@ -1,1 +1,12 @@
-"""reporting"""
+"""The report rules (``report``, ``report_figures``, ``report_tables``): what a reader sees at the end.
+
+- ``funnel``: the triplets each stage kept, why the rest were dropped, what the calls cost
+- ``figures``: the diff-size and topic-size histograms
+- ``tables``: pass@1 beside the paper's rows and the funnel, as HTML pages for ``snakemake --report``
+"""
+
+from editforge.reporting.figures import write_figures
+from editforge.reporting.funnel import write_funnel
+from editforge.reporting.tables import write_tables
+
+__all__ = ["write_figures", "write_funnel", "write_tables"]

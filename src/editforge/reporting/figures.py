@@ -20,7 +20,6 @@ from matplotlib.ticker import MaxNLocator
 from editforge.pycode.diff import diff_stats
 from editforge.records import PathLike, read_jsonl
 
-
 # Below this many topics each bar is named by its id and top words; above, only counted.
 MAX_NAMED_TOPICS = 30
 

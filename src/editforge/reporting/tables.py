@@ -14,15 +14,14 @@ from typing import Any
 
 import polars as pl
 
-from editforge.evaluation.scoring import (
-from editforge.records import PathLike
+from editforge.evaluation.summary import (
     PAPER_ROWS,
     QUOTED_SOURCE,
     isolation_sentence,
     unisolated_warning,
     wide_pass_at_1,
 )
-
+from editforge.records import PathLike
 
 MEASURED = "measured"
 QUOTED = "quoted from the paper, not measured"

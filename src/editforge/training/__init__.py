@@ -3,8 +3,10 @@
 - ``settings``: the student settings, their defaults for 7-8B models and sources.
 - ``data``: tokenisation with the evaluation prompt, loss masks, dynamic padding
   and packing without cross-sample attention, the seeded sample order.
-- ``trainer``: ``run_finetune`` (full or LoRA, accelerate, checkpoints and
-  resume, the final Hugging Face folder with its model card).
+- ``trainer``: ``run_finetune``: model set-up (full or LoRA), the loop on accelerate, resume.
+- ``saving``: checkpoints and the final Hugging Face folder; ``checkpoints``: their folders,
+  fingerprint and clean-up; ``card``: the model card.
+- ``memory``: running out of memory, as one message naming the settings to lower.
 - ``launcher``: ``launch`` (in process, or ``accelerate launch`` for FSDP on
   several GPUs or nodes) and the ``python -m editforge.training`` command line.
 """

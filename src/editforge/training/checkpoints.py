@@ -36,13 +36,20 @@ def checkpoints_dir(out_dir: str | os.PathLike[str]) -> Path:
     return Path(out_dir).resolve().parent / "checkpoints"
 
 
-def fingerprint(dataset: str | os.PathLike[str], base_model: str, chat_template: bool, settings: Mapping[str, Any]) -> str:
+def fingerprint(
+    dataset: str | os.PathLike[str], base_model: str, chat_template: bool, settings: Mapping[str, Any]
+) -> str:
     digest = hashlib.sha256()
     with open(dataset, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     trained = {key: value for key, value in settings.items() if key not in NOT_FINGERPRINTED}
-    identity = {"dataset": digest.hexdigest(), "base_model": base_model, "chat_template": chat_template, "settings": trained}
+    identity = {
+        "dataset": digest.hexdigest(),
+        "base_model": base_model,
+        "chat_template": chat_template,
+        "settings": trained,
+    }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -1,31 +1,7 @@
 """Tokenisation with the evaluation prompt, loss masks, batch layouts and the sample order.
 
-Each sample is tokenised as: the prompt exactly as evaluation sends it (the
-system and user turns through the chat template with the generation prompt, or
-``edit_format.render_plain`` without a template), then the assistant's answer,
-then the EOS token. Only the answer and the EOS carry loss. Samples longer than
-``max_seq_len`` are skipped, not truncated: a truncated answer would teach the
-model to stop mid-program (or, with a cut prompt, to edit code it never saw).
-
 Three layouts of a micro-batch, all with the same samples and the same loss:
-
-- ``collate`` (dynamic padding): one sample per row, right-padded to the longest
-  sample of the micro-batch, with an attention mask.
-- ``collate(..., width=max_seq_len)``: every row padded to ``max_seq_len``; only
-  for comparison (``bench/finetune.py``) and static-shape compilers.
-- ``collate_packed``: the samples laid end to end into as few rows as
-  first-fit-decreasing finds, each no longer than the micro-batch's longest
-  sample, with ``position_ids`` restarting at 0 for each sample and no attention
-  mask. transformers then reads the sample boundaries from the position restarts
-  and builds a block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``;
-  with flash-attention 2 the same ids select its variable-length kernel), so no
-  token attends across samples; ``tests/test_training.py`` checks that packed
-  logits equal those of each sample run alone.
-
-  Rows are capped at the longest sample rather than at ``max_seq_len`` because
-  SDPA and eager attention compute the whole row x row score matrix and only
-  mask it: a row twice as wide costs four times the attention. Capped so, packing
-  never computes more than dynamic padding and drops most of its padding.
+``collate`` (dynamic padding), ``collate(..., width=max_seq_len)`` and ``collate_packed``.
 """
 
 from __future__ import annotations
@@ -67,7 +43,15 @@ def tokenize_example(
     max_seq_len: int,
     chat_template: bool,
 ) -> dict[str, list[int]] | None:
-    """``input_ids`` = prompt + answer + EOS and ``labels`` (-100 on the prompt), or None when too long."""
+    """``input_ids`` = prompt + answer + EOS and ``labels`` (-100 on the prompt), or None when too long.
+
+    Each sample is tokenised as: the prompt exactly as evaluation sends it (the
+    system and user turns through the chat template with the generation prompt, or
+    ``edit_format.render_plain`` without a template), then the assistant's answer,
+    then the EOS token. Only the answer and the EOS carry loss. Samples longer than
+    ``max_seq_len`` are skipped, not truncated: a truncated answer would teach the
+    model to stop mid-program (or, with a cut prompt, to edit code it never saw).
+    """
     roles = [m.get("role") for m in messages]
     if roles != ROLES:
         raise TrainingError(f"a training sample needs messages with roles {ROLES}, got {roles}")
@@ -91,6 +75,11 @@ def collate(batch: Sequence[Example], pad_id: int, width: int | None = None) -> 
     """Right-pad to the longest sample (or to ``width``); padding is found by length, never by token id.
 
     (The pad id is often the EOS id, and the EOS at the end of each answer must keep its label.)
+
+    - ``collate`` (dynamic padding): one sample per row, right-padded to the longest
+      sample of the micro-batch, with an attention mask.
+    - ``collate(..., width=max_seq_len)``: every row padded to ``max_seq_len``; only
+      for comparison (``bench/finetune.py``) and static-shape compilers.
     """
     width = width or max(len(example["input_ids"]) for example in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -133,6 +122,20 @@ def collate_packed(batch: Sequence[Example], pad_id: int, capacity: int | None =
     A row shorter than the longest is padded with its own position run (0, 1, ...)
     and no labels; causal attention keeps the real tokens from seeing it. The
     first token of every sample is unlabelled, so no label crosses a boundary.
+
+    ``collate_packed``: the samples laid end to end into as few rows as
+    first-fit-decreasing finds, each no longer than the micro-batch's longest
+    sample, with ``position_ids`` restarting at 0 for each sample and no attention
+    mask. transformers then reads the sample boundaries from the position restarts
+    and builds a block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``;
+    with flash-attention 2 the same ids select its variable-length kernel), so no
+    token attends across samples; ``tests/test_training.py`` checks that packed
+    logits equal those of each sample run alone.
+
+    Rows are capped at the longest sample rather than at ``max_seq_len`` because
+    SDPA and eager attention compute the whole row x row score matrix and only
+    mask it: a row twice as wide costs four times the attention. Capped so, packing
+    never computes more than dynamic padding and drops most of its padding.
     """
     lengths = [len(example["input_ids"]) for example in batch]
     rows = pack_rows(lengths, capacity or max(lengths))

@@ -1,22 +1,6 @@
 """Starting a fine-tune: in this process, or under ``accelerate launch`` on several GPUs or nodes.
 
-``launch`` is what the workflow's rule calls. One process chosen by
-``accelerate_config: auto`` (the CPU demo, one GPU) trains in the calling
-process; several GPUs on one node, several nodes, or a config named explicitly
-go through ``accelerate launch --config_file accelerate_configs/<name>.yaml -m
-editforge.training ...``, whose ``main`` is the command line below.
-
-The accelerate config is chosen by the ``accelerate_config`` setting:
-
-==============  ========================================================
-``auto``        ``multi_node`` when ``num_nodes > 1``, ``fsdp_node`` when
-                ``num_gpus > 1``, ``single_gpu`` with a GPU, else ``cpu``
-``cpu``         one CPU process (the demo)
-``single_gpu``  one GPU process (LoRA of a 7B model, or small models)
-``fsdp_node``   FSDP (full sharding) over ``num_gpus`` GPUs of one node
-``multi_node``  FSDP over ``num_nodes`` x ``num_gpus`` GPUs; needs SLURM
-a path          any accelerate YAML
-==============  ========================================================
+``launch`` is what the workflow's rule calls; ``main`` is the command line of each launched process.
 """
 
 from __future__ import annotations
@@ -45,11 +29,26 @@ def default_configs_dir() -> Path:
 
 
 def select_config(settings: Mapping[str, Any], cuda: bool | None = None) -> str:
-    """The accelerate config name (or path) for these settings."""
+    """The accelerate config name (or path) for these settings.
+
+    The accelerate config is chosen by the ``accelerate_config`` setting:
+
+    ==============  ========================================================
+    ``auto``        ``multi_node`` when ``num_nodes > 1``, ``fsdp_node`` when
+                    ``num_gpus > 1``, ``single_gpu`` with a GPU, else ``cpu``
+    ``cpu``         one CPU process (the demo)
+    ``single_gpu``  one GPU process (LoRA of a 7B model, or small models)
+    ``fsdp_node``   FSDP (full sharding) over ``num_gpus`` GPUs of one node
+    ``multi_node``  FSDP over ``num_nodes`` x ``num_gpus`` GPUs; needs SLURM
+    a path          any accelerate YAML
+    ==============  ========================================================
+    """
     choice = settings["accelerate_config"]
     if choice != "auto":
         if choice not in CONFIG_NAMES and not str(choice).endswith((".yaml", ".yml")):
-            raise TrainingError(f"accelerate_config must be auto, one of {list(CONFIG_NAMES)} or a YAML path, got {choice!r}")
+            raise TrainingError(
+                f"accelerate_config must be auto, one of {list(CONFIG_NAMES)} or a YAML path, got {choice!r}"
+            )
         return choice
     if settings["num_nodes"] > 1:
         return "multi_node"
@@ -74,11 +73,23 @@ def num_processes(choice: str, settings: Mapping[str, Any]) -> int:
 
 
 def cli_args(
-    dataset: str | os.PathLike[str], base_model: str, settings_file: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+    dataset: str | os.PathLike[str],
+    base_model: str,
+    settings_file: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
     chat_template: bool = True,
 ) -> list[str]:
     """The arguments of ``python -m editforge.training``."""
-    args = ["--dataset", str(dataset), "--base-model", base_model, "--settings", str(settings_file), "--out", str(out_dir)]
+    args = [
+        "--dataset",
+        str(dataset),
+        "--base-model",
+        base_model,
+        "--settings",
+        str(settings_file),
+        "--out",
+        str(out_dir),
+    ]
     return args if chat_template else [*args, "--no-chat-template"]
 
 
@@ -98,10 +109,15 @@ def launch_command(
     """
     env = os.environ if env is None else env
     launcher = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(config),
-        "--num_processes", str(processes),
-        "--num_machines", str(machines),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        str(machines),
     ]
     tail = ["--module", "editforge.training", *args]
     if machines == 1:
@@ -136,6 +152,12 @@ def launch(
 
     One process with ``accelerate_config: auto`` trains here; anything else runs
     ``accelerate launch`` with the chosen config file and waits for it.
+
+    ``launch`` is what the workflow's rule calls. One process chosen by
+    ``accelerate_config: auto`` (the CPU demo, one GPU) trains in the calling
+    process; several GPUs on one node, several nodes, or a config named explicitly
+    go through ``accelerate launch --config_file accelerate_configs/<name>.yaml -m
+    editforge.training ...``, whose ``main`` is the command line below.
     """
     resolved = resolve(settings)
     choice = select_config(resolved)
@@ -176,8 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         summary = run_finetune(
-            args.dataset, args.base_model, json.loads(text), args.out,
-            chat_template=not args.no_chat_template, padding=args.padding,
+            args.dataset,
+            args.base_model,
+            json.loads(text),
+            args.out,
+            chat_template=not args.no_chat_template,
+            padding=args.padding,
         )
     except TrainingError as err:
         print(f"editforge.training: error: {err}", file=sys.stderr)

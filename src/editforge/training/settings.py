@@ -1,30 +1,8 @@
 """A student's training settings: defaults, their sources, and checks.
 
 ``resolve`` fills in every setting the config leaves out, so the trainer reads
-one complete dict. The defaults are a full fine-tune of a 7-8B base model; the
-CPU demo (``config/config.yaml``) overrides the few settings that matter: a few
-``max_steps``, ``grad_accum: 1``, ``max_seq_len: 1024``, ``gradient_checkpointing: false``.
-
-Sources of the 7B defaults:
-
-- EditCoder (nuprl/CanItEdit ``editcoder/run.sh`` with its finetuning harness,
-  DeepSeek-Coder-6.7B-base on EditPackFT): learning rate 2e-5, an effective
-  batch of 32 sequences (1 per GPU x 4 accumulation x 8 GPUs; here 4 x 8 on one
-  process), bf16, gradient checkpointing, sequence length 4096, gradient
-  clipping at 1.0 (the harness keeps the Trainer default), a cosine schedule
-  (the harness default) and one checkpoint per epoch. It also used weight decay
-  0.05 and 8 epochs; the defaults here keep the schema's weight decay 0.0 and
-  take 3 epochs (next item).
-- OpenCodeEdit trained with LLaMA-Factory and published no hyperparameters.
-  LLaMA-Factory's own full-SFT example (``examples/train_full/qwen3_full_sft.yaml``)
-  runs 3 epochs with a cosine schedule and warm-up, which is where
-  ``num_epochs: 3`` comes from (EditCoder's 8 epochs were over packed
-  4096-token chunks of another data set). ``warmup_ratio`` 0.03 is the
-  schema's default (EditCoder warmed up for 10 steps).
-- LoRA: rank 16, alpha 32, dropout 0.05 on every linear layer of the blocks
-  (the QLoRA paper's "all linear layers"; on the embedded SmolLM2 it took the
-  loss from 0.36 to 0.04 in 20 steps), with a ~10x larger learning rate than a
-  full fine-tune (2e-4): set ``learning_rate`` with ``method: lora``.
+one complete dict. The defaults and their sources are described above ``DEFAULTS``
+and ``LORA_DEFAULTS``.
 """
 
 from __future__ import annotations
@@ -42,6 +20,10 @@ class TrainingOutOfMemory(TrainingError):
     """Training ran out of (GPU or host) memory; the message names the settings to lower."""
 
 
+# LoRA: rank 16, alpha 32, dropout 0.05 on every linear layer of the blocks
+# (the QLoRA paper's "all linear layers"; on the embedded SmolLM2 it took the
+# loss from 0.36 to 0.04 in 20 steps), with a ~10x larger learning rate than a
+# full fine-tune (2e-4): set ``learning_rate`` with ``method: lora``.
 LORA_DEFAULTS: dict[str, Any] = {
     "r": 16,
     "alpha": 32,
@@ -49,6 +31,27 @@ LORA_DEFAULTS: dict[str, Any] = {
     "target_modules": "all-linear",  # or a list of module names, e.g. [q_proj, v_proj]
 }
 
+# The defaults are a full fine-tune of a 7-8B base model; the CPU demo (``config/config.yaml``)
+# overrides the few settings that matter: a few ``max_steps``, ``grad_accum: 1``,
+# ``max_seq_len: 1024``, ``gradient_checkpointing: false``.
+#
+# Sources of the 7B defaults:
+#
+# - EditCoder (nuprl/CanItEdit ``editcoder/run.sh`` with its finetuning harness,
+#   DeepSeek-Coder-6.7B-base on EditPackFT): learning rate 2e-5, an effective
+#   batch of 32 sequences (1 per GPU x 4 accumulation x 8 GPUs; here 4 x 8 on one
+#   process), bf16, gradient checkpointing, sequence length 4096, gradient
+#   clipping at 1.0 (the harness keeps the Trainer default), a cosine schedule
+#   (the harness default) and one checkpoint per epoch. It also used weight decay
+#   0.05 and 8 epochs; the defaults here keep the schema's weight decay 0.0 and
+#   take 3 epochs (next item).
+# - OpenCodeEdit trained with LLaMA-Factory and published no hyperparameters.
+#   LLaMA-Factory's own full-SFT example (``examples/train_full/qwen3_full_sft.yaml``)
+#   runs 3 epochs with a cosine schedule and warm-up, which is where
+#   ``num_epochs: 3`` comes from (EditCoder's 8 epochs were over packed
+#   4096-token chunks of another data set). ``warmup_ratio`` 0.03 is the
+#   schema's default (EditCoder warmed up for 10 steps).
+# - LoRA: see ``LORA_DEFAULTS``.
 DEFAULTS: dict[str, Any] = {
     "method": "full",  # full | lora
     "num_epochs": 3,  # LLaMA-Factory full-SFT example; ignored when max_steps is set
@@ -114,11 +117,15 @@ def optimizer_steps(settings: Mapping[str, Any], examples: int, processes: int =
     if settings["max_steps"] is not None:
         return int(settings["max_steps"])
     per_step = settings["grad_accum"] * processes
-    return max(1, math.ceil(settings["num_epochs"] * micro_batches_per_epoch(examples, settings["batch_size"]) / per_step))
+    return max(
+        1, math.ceil(settings["num_epochs"] * micro_batches_per_epoch(examples, settings["batch_size"]) / per_step)
+    )
 
 
 def steps_per_epoch(settings: Mapping[str, Any], examples: int, processes: int = 1) -> int:
-    return max(1, math.ceil(micro_batches_per_epoch(examples, settings["batch_size"]) / (settings["grad_accum"] * processes)))
+    return max(
+        1, math.ceil(micro_batches_per_epoch(examples, settings["batch_size"]) / (settings["grad_accum"] * processes))
+    )
 
 
 def checkpoint_interval(settings: Mapping[str, Any], examples: int, processes: int = 1) -> int:

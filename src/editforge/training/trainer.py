@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +32,18 @@ import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import DistributedType
-from transformers import modeling_utils
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PretrainedConfig,
     get_cosine_schedule_with_warmup,
+    modeling_utils,
     set_seed,
 )
 
-from editforge.records import read_jsonl, write_json, write_jsonl
+from editforge.records import read_jsonl
 from editforge.training import checkpoints
-from editforge.training.card import model_card
 from editforge.training.data import (
     IGNORE_INDEX,
     Example,
@@ -54,9 +53,10 @@ from editforge.training.data import (
     target_count,
     tokenize_example,
 )
+from editforge.training.memory import out_of_memory_guard
+from editforge.training.saving import keep_trainable_weights, save_checkpoint, save_final
 from editforge.training.settings import (
     TrainingError,
-    TrainingOutOfMemory,
     checkpoint_interval,
     optimizer_steps,
     resolve,
@@ -122,7 +122,7 @@ def run_finetune(
     accelerator.wait_for_everyone()
 
     progress = {"step": 0, "longest": 0, "phase": "loading the model"}
-    with _out_of_memory_guard(settings, progress, base_model):
+    with out_of_memory_guard(settings, progress, base_model):
         set_seed(settings["seed"])
         model = _load_model(base_model, settings, accelerator)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -135,7 +135,7 @@ def run_finetune(
         accelerator.register_for_checkpointing(scheduler)
         fsdp = accelerator.distributed_type == DistributedType.FSDP
         if lora and not fsdp:
-            accelerator.register_save_state_pre_hook(_keep_trainable_weights)
+            accelerator.register_save_state_pre_hook(keep_trainable_weights)
 
         log: list[dict[str, Any]] = []
         start = 0
@@ -154,7 +154,9 @@ def run_finetune(
         for step in range(start + 1, steps + 1):
             progress["step"] = step
             group = [next(stream) for _ in range(settings["grad_accum"] * processes)]
-            entry = _train_step(accelerator, model, optimizer, scheduler, examples, group, layout, pad_id, settings, progress)
+            entry = _train_step(
+                accelerator, model, optimizer, scheduler, examples, group, layout, pad_id, settings, progress
+            )
             log.append(entry | {"step": step})
             accelerator.print(
                 f"step {step}/{steps}: loss {entry['loss']:.4f}, lr {entry['lr']:.3g}, "
@@ -162,7 +164,7 @@ def run_finetune(
                 flush=True,
             )
             if interval and step % interval == 0 and step < steps:
-                _save_checkpoint(accelerator, root, step, {"step": step, "fingerprint": run_id, "log": log}, settings)
+                save_checkpoint(accelerator, root, step, {"step": step, "fingerprint": run_id, "log": log}, settings)
                 accelerator.print(f"checkpoint of step {step} saved in {checkpoints.step_dir(root, step)}", flush=True)
         seconds = time.monotonic() - started
 
@@ -189,14 +191,11 @@ def run_finetune(
             "chat_template": bool(chat_template and tokenizer.chat_template),
             "settings": settings,
         }
-        _save_final(accelerator, model, tokenizer, base_model, config, Path(out_dir), log, summary)
+        save_final(accelerator, model, tokenizer, base_model, config, Path(out_dir), log, summary)
     if accelerator.is_main_process:
         shutil.rmtree(root, ignore_errors=True)  # optimizer states are of no use once the model is saved
     accelerator.wait_for_everyone()
     return summary
-
-
-# ---------------------------------------------------------------- set-up
 
 
 def _accelerator(settings: Mapping[str, Any]) -> Accelerator:
@@ -235,14 +234,6 @@ def _load_config(base_model: str) -> PretrainedConfig:
             else ""
         )
         raise TrainingError(f"base model {base_model!r} not found: {where}.{offline}") from err
-
-
-def _save_dtype(config: PretrainedConfig) -> torch.dtype:
-    """The base model's stored dtype when it is a 16-bit one (7B checkpoints are bf16), else fp32."""
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, None)
-    return dtype if dtype in (torch.bfloat16, torch.float16) else torch.float32
 
 
 def _load_model(base_model: str, settings: Mapping[str, Any], accelerator: Accelerator) -> torch.nn.Module:
@@ -286,9 +277,6 @@ def _layout(settings: Mapping[str, Any], padding: str) -> str:
     if padding not in ("longest", "max_length", "packed"):
         raise TrainingError(f"padding must be auto, longest, max_length or packed, got {padding!r}")
     return padding
-
-
-# ---------------------------------------------------------------- the loop
 
 
 def _train_step(
@@ -361,127 +349,3 @@ def summed_loss(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> to
     if logits.shape[:-1] == labels.shape:  # a model that ignores a mask in logits_to_keep
         logits = logits[keep]
     return F.cross_entropy(logits.float(), labels[:, 1:][keep[:, :-1]], reduction="sum")
-
-
-# ---------------------------------------------------------------- checkpoints and saving
-
-
-def _keep_trainable_weights(models: list[torch.nn.Module], weights: list[dict[str, Any]], output_dir: str) -> None:
-    """LoRA checkpoints hold the adapter only, not a copy of the frozen base model."""
-    for index, model in enumerate(models):
-        names = {name for name, p in model.named_parameters() if p.requires_grad}
-        weights[index] = {key: value for key, value in weights[index].items() if key in names}
-
-
-def _save_checkpoint(
-    accelerator: Accelerator, root: Path, step: int, state: Mapping[str, Any], settings: Mapping[str, Any]
-) -> None:
-    partial = checkpoints.partial_dir(root, step)
-    if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        checkpoints.finish(root, step, state, settings["keep_checkpoints"])
-    accelerator.wait_for_everyone()
-
-
-def _save_final(
-    accelerator: Accelerator,
-    model: torch.nn.Module,
-    tokenizer: Any,
-    base_model: str,
-    config: PretrainedConfig,
-    out: Path,
-    log: list[dict[str, Any]],
-    summary: dict[str, Any],
-) -> None:
-    """The model in Hugging Face format, written beside ``out`` and renamed into place."""
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards onto the main process
-    if not accelerator.is_main_process:
-        return
-    dtype = _save_dtype(config)
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    trained = accelerator.unwrap_model(model)
-    if summary["method"] == "lora":
-        trained.save_pretrained(staging / "adapter", state_dict=state_dict)
-        merged = _merge_adapter(base_model, staging / "adapter")
-        merged.to(dtype).save_pretrained(staging)
-    else:
-        weights = {key: value.to(dtype) if value.is_floating_point() else value for key, value in state_dict.items()}
-        trained.config.dtype = dtype
-        trained.config.use_cache = True
-        trained.save_pretrained(staging, state_dict=weights)
-    tokenizer.save_pretrained(staging)
-    write_jsonl(staging / "training_log.jsonl", log)
-    summary["saved_dtype"] = str(dtype).removeprefix("torch.")
-    summary["data_card"] = _data_card_link(summary["dataset"], out)
-    write_json(staging / "training_summary.json", summary)
-    (staging / "README.md").write_text(model_card(summary), encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
-
-
-def _merge_adapter(base_model: str, adapter_dir: Path) -> torch.nn.Module:
-    """The base model reloaded in fp32 on the CPU with the adapter merged in: a plain transformers model."""
-    from peft import PeftModel
-
-    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    merged.config.use_cache = True
-    return merged
-
-
-def _data_card_link(dataset: str, out: Path) -> str | None:
-    """The dataset card (``README.md`` beside the dataset file) relative to the model folder, if it exists."""
-    card = Path(dataset).resolve().parent / "README.md"
-    return os.path.relpath(card, out.resolve()) if card.is_file() else None
-
-
-# ---------------------------------------------------------------- running out of memory
-
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    text = str(err)
-    return isinstance(err, RuntimeError) and (
-        "out of memory" in text.lower() or "DefaultCPUAllocator: can't allocate memory" in text
-        or "DefaultCPUAllocator: not enough memory" in text
-    )
-
-
-@contextlib.contextmanager
-def _out_of_memory_guard(settings: Mapping[str, Any], progress: Mapping[str, Any], base_model: str) -> Iterator[None]:
-    try:
-        yield
-    except (torch.OutOfMemoryError, RuntimeError) as err:
-        if not _is_out_of_memory(err):
-            raise
-        raise TrainingOutOfMemory(out_of_memory_message(settings, progress, base_model)) from err
-
-
-def out_of_memory_message(settings: Mapping[str, Any], progress: Mapping[str, Any], base_model: str) -> str:
-    """Which settings to lower, in the order that costs the least training quality."""
-    where = (
-        f"at optimizer step {progress['step']} (longest sample in the micro-batch: {progress['longest']} tokens)"
-        if progress.get("phase") == "training"
-        else f"while {progress.get('phase', 'training')}"
-    )
-    effective = settings["batch_size"] * settings["grad_accum"]
-    advice = []
-    if settings["batch_size"] > 1:
-        advice.append(
-            f"lower batch_size (now {settings['batch_size']}) and raise grad_accum (now {settings['grad_accum']}) "
-            f"by the same factor, which keeps the effective batch of {effective} per process"
-        )
-    if not settings["gradient_checkpointing"]:
-        advice.append("set gradient_checkpointing: true")
-    advice.append(f"lower max_seq_len (now {settings['max_seq_len']}; longer samples are skipped)")
-    if settings["method"] == "full":
-        advice.append("use method: lora, or shard a full fine-tune over several GPUs (num_gpus > 1 uses FSDP)")
-    return f"ran out of memory training {base_model} {where}: " + "; or ".join(advice)

@@ -1,19 +1,6 @@
 """Checks that run before any paid call, each failing in one line that names the model,
 variable, path or setting and the fix.
 
-Rule ``preflight`` runs them once per synthesis model (and per evaluated API model)
-before the model's first synthesis or generation job:
-
-- the model's settings parse (a mistyped scheme such as ``htp://`` included);
-- an OpenAI-compatible server answers and accepts the key: ``GET /v1/models``, and one
-  1-token call where the listing is missing or does not name the model (a provider
-  without a listing, or one serving an alias); a ``serve:`` model starts its own server
-  in its job, which fails at once with the server's output if it cannot start;
-- an in-process model can be loaded: the embedded model is installed, a local folder
-  exists, a hub id is in the local cache when ``HF_HUB_OFFLINE`` is set;
-- ``cache_dir`` is writable and its disk has room, roughly, for this model's answers;
-- the benchmark loads (decontamination and evaluation need it after the paid work).
-
 The seed sources are checked by the seeds stage itself, before it parses anything
 (``seeds.check_sources``). The reference programs of the benchmark are checked by the
 evaluation's own preflight (``evaluation.preflight``).
@@ -31,6 +18,7 @@ from urllib.parse import urlsplit
 from editforge.backend import open_backend
 from editforge.backend.cache import CacheNotWritable, CompletionCache
 from editforge.config import benchmark_source
+from editforge.hub import hub_offline
 
 # What one cached answer takes on disk: its text (a token is about 4 characters; answers
 # average well under max_tokens, so 2 bytes a token) and at least one 4 KB file block.
@@ -154,7 +142,7 @@ def _check_transformers(where: str, model: str) -> str:
         if not (Path(model) / "config.json").is_file():
             raise PreflightError(f"{where}.model: {model} is not a model folder (no config.json); check the path")
         return f"{where}: {model} is a model folder"
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(model, "config.json"), str):
@@ -218,9 +206,23 @@ def expected_answers(cfg: dict[str, Any], use: str) -> int:
     return count * 2 * int(cfg["evaluation"]["samples"])
 
 
-def run_preflight(name: str, use: str, cfg: dict[str, Any], benchmark_copy: str | os.PathLike[str]) -> list[str]:
+def run_model_preflight(name: str, use: str, cfg: dict[str, Any], benchmark_copy: str | os.PathLike[str]) -> list[str]:
     """Every check for model ``name`` before its ``use`` ("synthesis" or "evaluation"); returns what
-    was checked, a line each."""
+    was checked, a line each.
+
+    Rule ``preflight`` runs them once per synthesis model (and per evaluated API model)
+    before the model's first synthesis or generation job:
+
+    - the model's settings parse (a mistyped scheme such as ``htp://`` included);
+    - an OpenAI-compatible server answers and accepts the key: ``GET /v1/models``, and one
+      1-token call where the listing is missing or does not name the model (a provider
+      without a listing, or one serving an alias); a ``serve:`` model starts its own server
+      in its job, which fails at once with the server's output if it cannot start;
+    - an in-process model can be loaded: the embedded model is installed, a local folder
+      exists, a hub id is in the local cache when ``HF_HUB_OFFLINE`` is set;
+    - ``cache_dir`` is writable and its disk has room, roughly, for this model's answers;
+    - the benchmark loads (decontamination and evaluation need it after the paid work).
+    """
     sampling = cfg["synthesis" if use == "synthesis" else "evaluation"]["sampling"]
     return [
         check_model(name, cfg["models"][name]),

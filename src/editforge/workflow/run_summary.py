@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from editforge.records import PathLike
 
+from editforge.records import PathLike
 
 
 def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = "results/dataset") -> str:

@@ -1,9 +1,4 @@
-"""Stages 2 and 3: the two-round synthesis dialogue, per model and shard.
-
-Round 1 shows the model two seed snippets and one curated example (program,
-descriptive and lazy instruction; not the edited program, as in the paper) and
-asks for a new program plus an edit task in both styles. Round 2 continues the
-same conversation and asks for the edited program, or ``<UNREASONABLE>``.
+"""The rounds of synthesis: their steps, the asking, the error budget, ``run_round1`` and ``run_round2``.
 
 Two modes (``synthesis.mode``):
 
@@ -15,28 +10,6 @@ Two modes (``synthesis.mode``):
   strong ones waste fewer answers. The assembled answers read like a well-formed
   dialogue. A sectioned round 2 always asks for code, so the ``<UNREASONABLE>``
   veto cannot occur in this mode.
-
-Each step sends all requests of a shard in one ``generate()`` call, so a
-backend can batch or run them concurrently. A call that fails after the
-backend's retries drops its record (``round1_error``/``round2_error``); a
-truncated answer is kept, and parsing decides whether it is usable. Round 2
-is not requested for records whose round-1 answer does not parse, since they
-cannot become triplets; they pass through unchanged, like dropped records, and
-the parse stage names their reason.
-
-Commit records (``kind: "commit"``, from ``seeds.kind: commits``) take the
-other path, in the same rules and files: the code before and after comes from
-a real commit, and one round asks the model to rewrite the commit message into
-a descriptive and a lazy instruction (``templates/commit_v1.txt``: the file
-before the change, the unified diff, the message, and the instructions of the
-record's few-shot example). ``synthesis.mode`` keeps its meaning: ``sectioned``
-makes two calls, prefilled with ``[Descriptive]`` and then with the answer so
-far and ``[Lazy]`` (the same steps and stop strings as round 1's instruction
-steps, so the small embedded model follows the format); ``dialogue`` makes one
-free-form call. Their turns are stored under ``round1`` like a pair's.
-``run_round2`` passes commit records through unchanged (there is no program
-to write), and parsing takes the code from the commit. A shard may mix both
-kinds; the backend is opened once per stage either way.
 """
 
 from __future__ import annotations
@@ -46,7 +19,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from string import Template
 from typing import Any
 
 from editforge.backend import Backend, Completion, Request, Sampling, UsageTotals, open_backend
@@ -57,11 +29,9 @@ from editforge.parsing import (
     Round1Parsed,
     parse_round1_record,
 )
-from editforge.pycode.diff import unified_diff
-from editforge.templates import FewShot, load_fewshot, template
 from editforge.records import (
-    PathLike,
     DialogueRecord,
+    PathLike,
     RecordError,
     Turn,
     read_jsonl,
@@ -69,6 +39,8 @@ from editforge.records import (
     write_json,
     write_jsonl,
 )
+from editforge.synthesis.prompts import commit_messages, round1_messages, round2_message
+from editforge.templates import FewShot, load_fewshot
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +91,10 @@ ROUND1 = _Round(
 ROUND2 = _Round(
     "round2", ROUND2_ERROR, (_Step("program_after", "[Program After Edit]\n```python\n", ("```",), close="\n```"),)
 )
-# A commit record's only round: the two instructions, as round 1 asks for them.
+# A commit record's only round: the two instructions, as round 1 asks for them. Sectioned, it is two
+# calls, prefilled with "[Descriptive]" and then with the answer so far and "[Lazy]" (round 1's steps and
+# stop strings, so the small embedded model follows the format); in dialogue mode, one free-form call.
+# Its turns are stored under "round1" like a pair's.
 COMMIT_ROUND = _Round(
     "round1",
     ROUND1_ERROR,
@@ -127,52 +102,9 @@ COMMIT_ROUND = _Round(
 )
 
 
-# ---------------------------------------------------------------- prompts
-
-
-def _fenced(code: str, language: str = "python") -> str:
-    """``code`` in a block whose fence is longer than any backtick run inside."""
-    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{language}\n{code.rstrip()}\n{fence}"
-
-
-def round1_messages(pair: dict[str, Any], example: FewShot) -> list[dict[str, str]]:
-    """The system turn and the round-1 user turn for one pair."""
-    first, second = pair["snippets"]
-    user = Template(template("round1")).substitute(
-        snippet_1=_fenced(first["text"]),
-        snippet_2=_fenced(second["text"]),
-        example_program=example.program_before.rstrip(),
-        example_descriptive=example.descriptive.strip(),
-        example_lazy=example.lazy.strip(),
-    )
-    return [{"role": "system", "content": template("system")}, {"role": "user", "content": user}]
-
-
-def commit_messages(record: dict[str, Any], example: FewShot) -> list[dict[str, str]]:
-    """The system turn and the user turn for one commit record."""
-    commit = record["commit"]
-    user = Template(template("commit")).substitute(
-        old_code=_fenced(commit["old_code"]),
-        diff=_fenced(unified_diff(commit["old_code"], commit["new_code"], commit.get("path") or ""), "diff"),
-        message=_fenced(commit["message"], ""),
-        example_descriptive=example.descriptive.strip(),
-        example_lazy=example.lazy.strip(),
-    )
-    return [{"role": "system", "content": template("commit_system")}, {"role": "user", "content": user}]
-
-
 def is_commit(seed: dict[str, Any]) -> bool:
     """Whether a seed record (a dialogue record's ``pair``) is a commit record."""
     return seed.get("kind") == COMMIT_KIND
-
-
-def round2_message() -> dict[str, str]:
-    return {"role": "user", "content": template("round2")}
-
-
-# ---------------------------------------------------------------- settings and records
 
 
 def _settings(settings: dict[str, Any]) -> tuple[str, Sampling]:
@@ -239,9 +171,6 @@ def _clean(section: str, text: str) -> str:
         # The call stopped inside the lazy header: drop what came before "[Lazy" ("**", "### ").
         return _HEADER_LEFTOVER.sub("", text.rstrip()).strip()
     return text.strip()
-
-
-# ---------------------------------------------------------------- rounds
 
 
 @dataclass
@@ -326,7 +255,13 @@ def _ask(
 ) -> dict[str, Any]:
     """Answer each group's conversations, store the answers in their records; return the usage.
 
-    The backend is opened once for all groups, and not at all when there is nothing to ask.
+    Each step sends all requests of a group in one ``generate()`` call, so a
+    backend can batch or run them concurrently. A call that fails after the
+    backend's retries drops its record (``round1_error``/``round2_error``); a
+    truncated answer is kept, and parsing decides whether it is usable.
+
+    The backend is opened once for all groups (a shard may mix pairs and
+    commits), and not at all when there is nothing to ask.
     """
     mode, sampling = _settings(settings)
     groups = [g for g in groups if g.todo]
@@ -399,7 +334,11 @@ def run_round2(
 ) -> dict[str, int]:
     """Round 2 for the pair records whose round 1 parsed; all records are written. Returns status counts.
 
-    Commit records need no second round and pass through unchanged.
+    Round 2 is not requested for records whose round-1 answer does not parse,
+    since they cannot become triplets; they pass through unchanged, like dropped
+    records, and the parse stage names their reason. Commit records need no
+    second round (there is no program to write: parsing takes the code from the
+    commit) and pass through unchanged.
     """
     _settings(settings)
     records: list[dict[str, Any]] = []
