@@ -63,10 +63,6 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 REPLACED_KEYS = {
     "filtering.decontamination.ngram": "code_containment and instruction_containment (containment, not n-gram runs)",
     "filtering.decontamination.minhash_threshold": "code_containment",
-    "seeds.max_diff_lines": (
-        "seeds.max_added_removed_lines (renamed: the lines the unified diff adds or removes,"
-        " a replaced line counting twice)"
-    ),
 }
 
 

@@ -63,7 +63,7 @@ class CommitSeed(TypedDict):
     message: str  # the commit message, stripped
     old_code: str  # the file before the commit: "\n" newlines, no trailing blank space
     new_code: str  # the file after the commit, likewise
-    added_removed_lines: int  # lines the unified diff adds or removes, a replaced line counting twice
+    changed_lines: int  # as filtering counts them (pycode.diff.diff_stats): a replaced line once
 
 
 class CommitRecord(TypedDict):

@@ -223,7 +223,7 @@ MEAN_NEW = "def mean(xs):\n    if not xs:\n        return 0.0\n    return sum(xs
 
 
 COMMIT_SETTINGS = {
-    "kind": "commits", "num_prompts": 10, "num_shards": 2, "max_code_lines": 60, "max_added_removed_lines": 20
+    "kind": "commits", "num_prompts": 10, "num_shards": 2, "max_code_lines": 60, "max_diff_lines": 20
 }
 
 

@@ -1,9 +1,9 @@
-"""The diff measures, each in its own unit: changed lines as the diff filter counts them (a replaced
-line once), and the lines a unified diff adds or removes (a replaced line twice)."""
+"""The diff measure (changed lines as the diff filter counts them, a replaced line once; hunks) and the
+unified diff a commit prompt shows."""
 
 from __future__ import annotations
 
-from editforge.pycode.diff import added_removed_lines, diff_stats, unified_diff
+from editforge.pycode.diff import diff_stats, unified_diff
 
 
 def test_diff_stats_counts_replace_as_its_longer_side_and_splits_hunks_after_six_equal_lines() -> None:
@@ -18,8 +18,18 @@ def test_diff_stats_counts_replace_as_its_longer_side_and_splits_hunks_after_six
     assert diff_stats(f"x\n{middle}y\n", f"X\n{middle}Y\n").hunks == 2  # seven split
 
 
-def test_added_removed_lines_counts_a_replaced_line_twice() -> None:
+def test_unified_diff_is_what_a_commit_prompt_shows() -> None:
     old = "a = 1\n-- not a header\nb = 2"
     new = "a = 1\nb = 3\nc = 4"
-    assert added_removed_lines(unified_diff(old, new)) == 4  # two removed, two added
-    assert added_removed_lines(unified_diff(old, old)) == 0
+    assert unified_diff(old, new, "pkg/m.py").split("\n") == [
+        "--- a/pkg/m.py",
+        "+++ b/pkg/m.py",
+        "@@ -1,3 +1,3 @@",
+        " a = 1",
+        "--- not a header",
+        "-b = 2",
+        "+b = 3",
+        "+c = 4",
+    ]
+    assert unified_diff(old, new).startswith("--- before\n+++ after\n")
+    assert unified_diff(old, old) == ""

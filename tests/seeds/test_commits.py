@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 
-from editforge.config import ConfigError, read_yaml, validate
 from editforge.seeds import SeedError, collect_commits, run_seeds
 from editforge.templates import load_fewshot
-from helpers import REPO
 from helpers.seed_corpus import (
     COMMIT_SETTINGS,
     GREET_NEW,
@@ -62,7 +60,7 @@ def test_commit_seeds_check_dedup_and_shard(tmp_path: Path) -> None:
         "message": "Validate sizes\n\nNegative sizes are errors.",
         "old_code": SHAPES_OLD.rstrip(),
         "new_code": SHAPES_NEW.rstrip(),
-        "added_removed_lines": 2,
+        "changed_lines": 2,
     }
     last = shards[0][1]["commit"]
     assert (last["row"], last["commit"], last["path"], last["new_code"]) == ("row 21", "", "", MEAN_NEW.rstrip())
@@ -124,7 +122,7 @@ def test_commit_seeds_sample_is_seeded_and_in_order(tmp_path: Path) -> None:
         ([{"name": "x", "type": "jsonl", "path": "no/such.jsonl"}], COMMIT_SETTINGS, "is not a file"),
         ([], COMMIT_SETTINGS, "at least one source"),
         (None, {**COMMIT_SETTINGS, "kind": "diffs"}, "seeds.kind"),
-        (None, {**COMMIT_SETTINGS, "max_added_removed_lines": 0}, "max_added_removed_lines"),
+        (None, {**COMMIT_SETTINGS, "max_diff_lines": 0}, "max_diff_lines"),
     ],
 )
 def test_bad_commit_configuration_is_a_clear_error(
@@ -145,23 +143,13 @@ def test_no_usable_commit_is_a_clear_error(tmp_path: Path) -> None:
         )
 
 
-def test_the_old_setting_max_diff_lines_is_refused_by_name(tmp_path: Path) -> None:
-    path = write_commits(tmp_path / "c.jsonl", commit_lines())
-    settings = {key: value for key, value in COMMIT_SETTINGS.items() if key != "max_added_removed_lines"}
-    with pytest.raises(SeedError) as refused:
-        collect_commits(commit_source(path), {**settings, "max_diff_lines": 20}, seed=1)
-    assert str(refused.value) == (
-        "seeds.max_diff_lines: renamed; use seeds.max_added_removed_lines (the lines the commit's unified diff "
-        "adds or removes, a replaced line counting twice, unlike filtering.max_changed_lines)"
-    )
-    with pytest.raises(SeedError, match=r"^seeds\.max_diff_lines: renamed; use seeds\.max_added_removed_lines "):
-        run_seeds(commit_source(path), {**settings, "max_diff_lines": 20}, 1, [tmp_path / "0.jsonl"], tmp_path / "s")
-    assert not (tmp_path / "0.jsonl").exists()
-
-
-def test_a_config_with_the_old_key_max_diff_lines_names_the_new_one() -> None:
-    cfg = read_yaml(REPO / ".test/config/config.yaml")
-    cfg["seeds"]["max_diff_lines"] = 20
-    with pytest.raises(ConfigError) as refused:
-        validate(cfg, check_env=False)
-    assert "  seeds: 'max_diff_lines' was replaced: use seeds.max_added_removed_lines" in str(refused.value)
+def test_max_diff_lines_counts_changed_lines_as_filtering_does(tmp_path: Path) -> None:
+    """Two lines replaced by two: 2 changed lines (filtering.max_changed_lines's count), not the 4 lines
+    the unified diff adds or removes."""
+    old = "def f(a, b):\n    x = a + b\n    y = a * b\n    return x, y\n"
+    new = "def f(a, b):\n    x = a - b\n    y = a / b\n    return x, y\n"
+    path = write_commits(tmp_path / "c.jsonl", [commit_row(old, new, "Subtract and divide")])
+    kept, _ = collect_commits(commit_source(path), {**COMMIT_SETTINGS, "max_diff_lines": 2}, seed=1)
+    assert [commit["changed_lines"] for commit in kept] == [2]
+    with pytest.raises(SeedError, match=r"skipped: \{'diff_too_large': 1\}"):
+        collect_commits(commit_source(path), {**COMMIT_SETTINGS, "max_diff_lines": 1}, seed=1)

@@ -4,16 +4,15 @@
 - ``canonical``: the canonical token form that dedup and decontamination compare, shingles,
   the one 64-bit hash (``fmix64``, ``text_hash``)
 - ``diff``: every measure of how two versions differ, each naming its unit (``diff_stats``,
-  ``unified_diff``, ``added_removed_lines``)
+  ``unified_diff``)
 """
 
 from editforge.pycode.canonical import canonical_forms, fmix64, shingles, text_hash
-from editforge.pycode.diff import DiffStats, added_removed_lines, diff_stats, unified_diff
+from editforge.pycode.diff import DiffStats, diff_stats, unified_diff
 from editforge.pycode.syntax import is_valid, parse, same_code
 
 __all__ = [
     "DiffStats",
-    "added_removed_lines",
     "canonical_forms",
     "diff_stats",
     "fmix64",

@@ -2,8 +2,8 @@
 
 - ``diff_stats``: changed lines as the reference's diff filter counts them, a replaced block
   counting its longer side once (``filtering.min/max_changed_lines``), and hunks.
-- ``unified_diff`` and ``added_removed_lines``: the unified diff a commit prompt shows, and the
-  lines it adds or removes, a replaced line counting twice (``seeds.max_added_removed_lines``).
+  ``seeds.max_diff_lines`` counts a commit's changed lines the same way.
+- ``unified_diff``: the unified diff a commit prompt shows (no measure: a text).
 
 The harness's own measure of an answer's extra code (``excess_fraction``) stays with the
 harness's rules in ``editforge.evaluation.harness``.
@@ -69,8 +69,3 @@ def unified_diff(old: str, new: str, path: str = "") -> str:
         lineterm="",
     )
     return "\n".join(lines)
-
-
-def added_removed_lines(diff: str) -> int:
-    """The lines a unified diff (``unified_diff``) adds or removes: a replaced line counts twice."""
-    return sum(1 for line in diff.split("\n")[2:] if line.startswith(("+", "-")))  # after the two file lines

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from editforge.pycode import syntax
-from editforge.pycode.diff import added_removed_lines, unified_diff
+from editforge.pycode.diff import diff_stats
 from editforge.records import CommitRecord, CommitSeed
 from editforge.seeds.filters import file_reason, path_reason
 from editforge.seeds.settings import TABLE_SOURCE_TYPES, Document, SeedError, SeedSettings, Tally, checked
@@ -41,8 +41,9 @@ def _commit_seed(
     empty, the code is not text or not UTF-8, the file is a test file (by path,
     with the ``tests`` filter), vendored or generated, larger than
     ``max_file_bytes`` or longer than ``max_code_lines`` lines (before or
-    after), the two versions are identical, the diff adds or removes more than
-    ``max_added_removed_lines`` lines, either version is not valid Python, or
+    after), the two versions are identical, the commit changes more than
+    ``max_diff_lines`` lines (counted as filtering counts them: ``pycode.diff.diff_stats``,
+    a replaced line once), either version is not valid Python, or
     the commit changes only comments and layout (the same tokens).
     """
     label = table.row_label(number)
@@ -78,8 +79,8 @@ def _commit_seed(
         return skip("too_long")
     if file_reason(Document(label, old), settings.filters):
         return skip("generated")
-    changed = added_removed_lines(unified_diff(old, new))
-    if changed > settings.max_added_removed_lines:
+    changed = diff_stats(old, new).changed_lines
+    if changed > settings.max_diff_lines:
         return skip("diff_too_large")
     same = syntax.same_code(old, new)
     if same is None:
@@ -95,7 +96,7 @@ def _commit_seed(
         message=normalised_newlines(message.strip()),
         old_code=old,
         new_code=new,
-        added_removed_lines=changed,
+        changed_lines=changed,
     )
 
 
@@ -186,7 +187,7 @@ def make_commit_records(
         {"id": "c000017", "shard": "000", "kind": "commit",
          "commit": {"source": "cpft", "row": "row 18", "commit": "<hash or ''>",
                     "path": "<old_file or ''>", "message": "...",
-                    "old_code": "...", "new_code": "...", "added_removed_lines": 4},
+                    "old_code": "...", "new_code": "...", "changed_lines": 4},
          "fewshot_id": "fs03-..."}
 
     A pair record has no ``kind`` key (read it as ``"pair"``). The few-shot

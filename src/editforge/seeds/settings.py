@@ -15,14 +15,6 @@ SNIPPET_MODES = ("syntactic", "window")
 SOURCE_TYPES = ("stdlib", "directory", "jsonl", "parquet", "hf")
 TABLE_SOURCE_TYPES = ("jsonl", "parquet", "hf")
 WINDOW_ALIGNMENTS = ("statements", "lines")
-# Settings that were renamed: the old name -> the new one, and why.
-RENAMED_SETTINGS = {
-    "max_diff_lines": (
-        "max_added_removed_lines",
-        "the lines the commit's unified diff adds or removes, a replaced line counting twice, "
-        "unlike filtering.max_changed_lines",
-    ),
-}
 
 
 class SeedError(ValueError):
@@ -57,14 +49,11 @@ class SeedSettings:
     num_prompts: int = 100  # pairs, or commits for kind "commits"
     num_shards: int = 1
     max_code_lines: int = 200  # kind "commits": lines of the file before or after the commit
-    max_added_removed_lines: int = 100  # kind "commits": lines the unified diff adds or removes (a replaced line: 2)
+    max_diff_lines: int = 100  # kind "commits": changed lines, counted as filtering.max_changed_lines counts them
     filters: SeedFilters = field(default_factory=SeedFilters)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> SeedSettings:
-        for old, (new, meaning) in RENAMED_SETTINGS.items():
-            if old in settings:
-                raise SeedError(f"seeds.{old}: renamed; use seeds.{new} ({meaning})")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(settings) - known)
         if unknown:
@@ -87,7 +76,7 @@ class SeedSettings:
             "min_lines", "max_lines", "max_file_bytes", "num_prompts", "num_shards", "max_windows_per_file",
             "max_snippet_reuse",
         )
-        for name in (*positive, "max_code_lines", "max_added_removed_lines"):
+        for name in (*positive, "max_code_lines", "max_diff_lines"):
             value = getattr(made, name)
             if not isinstance(value, int) or value < 1:
                 raise SeedError(f"seeds.{name}: expected a positive integer, got {value!r}")
