@@ -122,9 +122,9 @@ def _assert_no_trace(bait: dict[str, Any]) -> None:
     for listener in bait["_listeners"]:
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected
-    started = time.monotonic()
-    subprocess.run(["true"], check=True)  # the host still forks (after the fork bomb)
-    assert time.monotonic() - started < 2
+    # The host still forks after the fork bomb: no process of it is left to exhaust the table (a
+    # failure raises here; a hang is caught by the timeout, not by a load-dependent bound).
+    subprocess.run(["true"], check=True, timeout=60)
 
 
 def _assert_contained(verdicts: dict[str, dict[str, Any]]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -11,8 +10,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from editforge.config import BENCHMARK_ENV
-from editforge.hub import HubError, download_dataset_file, hf_format, list_dataset_files, select_hf_files
-from editforge.records import iter_jsonl_lines, read_parquet
+from editforge.evaluation.sources import BenchmarkError, benchmark_rows
 
 HF_SPLIT = "test"
 TESTS_MARKER = "### START TESTS ###"
@@ -47,10 +45,6 @@ class Problem(TypedDict):
     taxonomy: Taxonomy
 
 
-class BenchmarkError(ValueError):
-    """The benchmark cannot be loaded, or a record or a selection is invalid."""
-
-
 def load_benchmark(source: str) -> list[Problem]:
     """All problems, sorted by id, from a .jsonl/.parquet file or a Hugging Face dataset id.
 
@@ -63,14 +57,8 @@ def load_benchmark(source: str) -> list[Problem]:
     chosen = override or source
     if chosen.endswith((".jsonl", ".parquet")) and not Path(chosen).is_file():
         raise BenchmarkError(f"{chosen}{f' (from {BENCHMARK_ENV})' if override else ''}: benchmark file not found")
-    if chosen.endswith(".jsonl"):
-        rows = _jsonl_rows(Path(chosen))
-    elif chosen.endswith(".parquet"):
-        rows = _parquet_rows(Path(chosen))
-    elif Path(chosen).exists():
-        raise BenchmarkError(f"{chosen}: unsupported benchmark file; use a .jsonl or .parquet file")
-    else:
-        rows = _hub_rows(chosen)
+    advice = f"set {BENCHMARK_ENV} to a local copy of the benchmark (a .jsonl or .parquet file)"
+    rows = benchmark_rows(chosen, HF_SPLIT, advice)
     problems = [check_problem(row, where) for where, row in rows]
     if not problems:
         raise BenchmarkError(f"{chosen}: no problems")
@@ -156,41 +144,6 @@ def required_modules(problems: Iterable[Problem]) -> frozenset[str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
     return frozenset(name for name in found if name not in sys.stdlib_module_names and name != "__future__")
-
-
-def _jsonl_rows(path: Path) -> list[tuple[str, Any]]:
-    rows = []
-    for number, value in iter_jsonl_lines(path):
-        if isinstance(value, json.JSONDecodeError):
-            raise BenchmarkError(f"{path}:{number}: not JSON ({value.msg})")
-        rows.append((f"{path}:{number}", value))
-    return rows
-
-
-def _parquet_rows(path: Path) -> list[tuple[str, Any]]:
-    return [(f"{path} row {number - 1}", row) for number, row in read_parquet(path)]
-
-
-def _hub_rows(dataset: str) -> list[tuple[str, Any]]:
-    """The split's parquet files from the Hugging Face hub (``editforge.hub``), read with polars.
-
-    huggingface_hub comes with transformers, so no ``datasets`` install is needed;
-    the files are cached by huggingface_hub like any hub download.
-    """
-    advice = f"set {BENCHMARK_ENV} to a local copy of the benchmark (a .jsonl or .parquet file)"
-    try:
-        # push_to_hub writes data/test-00000-of-00001.parquet; converted repos test/0000.parquet.
-        chosen = select_hf_files(list_dataset_files(dataset), None, HF_SPLIT)
-        wanted = [name for name in chosen if hf_format(name) == "parquet"]
-        if not wanted:
-            raise BenchmarkError(f"the Hugging Face dataset '{dataset}' has no '{HF_SPLIT}' parquet files; {advice}")
-        paths = [download_dataset_file(dataset, name) for name in wanted]
-    except HubError as err:  # offline, unknown id, ...: all mean "use a local copy"
-        cause = err.cause
-        raise BenchmarkError(
-            f"could not load the Hugging Face dataset '{dataset}' ({type(cause).__name__}: {cause}); {advice}"
-        ) from cause
-    return [(f"{dataset} {where}", row) for path in paths for where, row in _parquet_rows(path)]
 
 
 def _check_taxonomy(value: Any, where: str) -> Taxonomy:

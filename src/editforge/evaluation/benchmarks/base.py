@@ -1,0 +1,130 @@
+"""The benchmark plug-in interface: what the shared evaluation (sandbox, pass@k, the strict column,
+exclusions, tables, report) needs from one benchmark, and nothing more.
+
+A benchmark module defines one ``Benchmark`` subclass. Its problems are plain mappings with a stable
+string ``id``; its instruction kinds are the splits a score is reported by; each sample becomes one
+``Program``, the Python source that runs in the sandbox (a benchmark whose tests are a folder of files
+ships them inside that source, see ``folder_program``); a sample passes when its program exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from editforge.backend import Request, Sampling
+from editforge.evaluation.sources import BenchmarkError, benchmark_rows
+
+BenchmarkProblem = Mapping[str, Any]  # a benchmark's own record: each has a stable string "id"
+
+# The two families of prompt format a model can ask for: ``editforge`` (the format our students are
+# trained on, the same for every benchmark) or ``harness`` (the benchmark's own harness, the number
+# that is comparable with published ones).
+FORMAT_FAMILIES = ("editforge", "harness")
+
+
+@dataclass(frozen=True)
+class Program:
+    """One sample's program: Python source run in the sandbox, and how long it may run."""
+
+    source: str
+    timeout_s: int
+
+
+@dataclass(frozen=True)
+class QuotedRow:
+    """A published result, quoted beside ours and marked as quoted: pass@1 (%) per split."""
+
+    model: str
+    scores: Mapping[str, float]
+    source: str
+    caveat: str = ""
+
+
+class Benchmark(ABC):
+    """One benchmark behind the shared harness."""
+
+    name: ClassVar[str]  # the key under ``evaluation.benchmarks`` and in result paths
+    title: ClassVar[str]  # what tables call it
+    env_var: ClassVar[str]  # a local copy that replaces the configured source
+    default_source: ClassVar[str | None]  # hub id or path; None: a local copy must be named
+    kinds: ClassVar[tuple[str, ...]]  # instruction kinds, the splits a score is reported by
+    timeout_s: ClassVar[int]  # the harness's time limit per program
+    quoted: ClassVar[tuple[QuotedRow, ...]] = ()
+    # The fields of ``reference_texts`` that are prose (compared as instructions); the rest are code.
+    instruction_fields: ClassVar[tuple[str, ...]] = ()
+
+    def source(self, configured: str | None = None) -> str:
+        """Where the problems come from: the environment variable, else the configured source, else the default."""
+        chosen = os.environ.get(self.env_var) or configured or self.default_source
+        if not chosen:
+            raise BenchmarkError(f"{self.name}: no source; set {self.env_var} to a local copy of the benchmark")
+        return chosen
+
+    hub_split: ClassVar[str] = "test"
+
+    def load(self, configured: str | None = None) -> list[dict[str, Any]]:
+        """Every problem, checked (``check``), in a stable order; each with a unique string ``id``."""
+        chosen = self.source(configured)
+        advice = f"set {self.env_var} to a local copy of the benchmark (a .jsonl or .parquet file)"
+        problems = [self.check(row, where) for where, row in benchmark_rows(chosen, self.hub_split, advice)]
+        if not problems:
+            raise BenchmarkError(f"{self.name}: {chosen}: no problems")
+        ids = [problem["id"] for problem in problems]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise BenchmarkError(f"{self.name}: {chosen}: problem id(s) {repeated} repeat")
+        return sorted(problems, key=lambda problem: problem["order"])
+
+    @abstractmethod
+    def check(self, row: Any, where: str) -> dict[str, Any]:
+        """A record as a problem (with ``id`` and a sortable ``order``), or a BenchmarkError naming ``where``."""
+
+    @abstractmethod
+    def request(self, problem: BenchmarkProblem, kind: str, family: str, sampling: Sampling, n: int) -> Request:
+        """The request asking for ``n`` samples of ``problem`` in instruction ``kind`` and format ``family``."""
+
+    @abstractmethod
+    def program(self, problem: BenchmarkProblem, kind: str, family: str, answer: str) -> Program | None:
+        """The program that tests a model's ``answer``; None when the answer is not well formed."""
+
+    @abstractmethod
+    def reference_programs(self, problem: BenchmarkProblem, kind: str) -> tuple[Program, Program]:
+        """The oracle (the reference solution: must pass) and the anti-oracle (the unchanged input)."""
+
+    @abstractmethod
+    def reference_texts(self, problem: BenchmarkProblem) -> dict[str, str]:
+        """Every text of the problem a training sample must not contain (decontamination), by field."""
+
+    def check_kind(self, kind: str) -> None:
+        if kind not in self.kinds:
+            raise BenchmarkError(f"{self.name}: instruction kind must be one of {', '.join(self.kinds)}, got {kind!r}")
+
+    def check_family(self, family: str) -> None:
+        if family not in FORMAT_FAMILIES:
+            choices = ", ".join(FORMAT_FAMILIES)
+            raise BenchmarkError(f"{self.name}: prompt format must be one of {choices}, got {family!r}")
+
+
+def folder_program(files: Mapping[str, str], command: str, timeout_s: int) -> Program:
+    """A program that writes ``files`` into its working folder and then runs ``command`` there (Python
+    source run with that folder as its ``__main__``), so a benchmark whose tests are several files runs
+    in the sandbox as one program. The files travel as JSON: no escaping rule of Python source matters."""
+    payload = json.dumps(dict(files), sort_keys=True)
+    source = (
+        "import json, os, sys\n"
+        f"files = json.loads({payload!r})\n"
+        "for name, text in files.items():\n"
+        "    folder = os.path.dirname(name)\n"
+        "    if folder:\n"
+        "        os.makedirs(folder, exist_ok=True)\n"
+        "    with open(name, 'w', encoding='utf-8') as handle:\n"
+        "        handle.write(text)\n"
+        "sys.path.insert(0, os.getcwd())\n"
+        f"{command}\n"
+    )
+    return Program(source=source, timeout_s=timeout_s)
