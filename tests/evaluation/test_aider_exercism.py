@@ -245,7 +245,7 @@ def test_the_editforge_answer_is_its_first_fenced_block(by_slug: dict[str, Any])
 def test_reference_texts_name_every_part(by_slug: dict[str, Any]) -> None:
     files = by_slug["paasio"]["files"]
     assert BENCH.reference_texts(by_slug["paasio"]) == {
-        "instructions": files[".docs/instructions.md"],
+        "instructions": files[".docs/instructions.md"].strip(),  # with any introduction and append, blank lines between
         "example": files[".meta/example.py"],
         "stub:paasio.py": files["paasio.py"],
         "test:paasio_test.py": files["paasio_test.py"],

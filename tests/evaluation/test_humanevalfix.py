@@ -38,7 +38,6 @@ def by_id(problems: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {p["id"]: p for p in problems}
 
 
-# --- loading ----------------------------------------------------------------------------------------
 
 
 def test_loads_all_problems_in_order(problems: list[dict[str, Any]]) -> None:
@@ -107,7 +106,6 @@ def test_no_source_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
         BENCH.load()
 
 
-# --- requests ---------------------------------------------------------------------------------------
 
 # Python/34 (unique), the shortest problem, as each variant shows it.
 UNIQUE_TESTS_CODE = (
@@ -174,7 +172,6 @@ def test_bad_kind_family_and_n_are_refused(by_id: dict[str, dict[str, Any]]) -> 
         BENCH.request(unique, "tests", "harness", Sampling(), 0)
 
 
-# --- extraction -------------------------------------------------------------------------------------
 
 
 def _candidate(source: str, problem: dict[str, Any]) -> str:
@@ -225,10 +222,14 @@ def test_editforge_extraction(by_id: dict[str, dict[str, Any]]) -> None:
 def test_reference_texts(by_id: dict[str, dict[str, Any]]) -> None:
     unique = by_id["Python/34"]
     texts = BENCH.reference_texts(unique)
-    assert texts["canonical_solution"] == unique["prompt"] + "    return sorted(list(set(l)))\n"
-    assert texts["buggy_solution"] == unique["prompt"] + "    return sorted(l)\n"
-    assert texts["declaration_canonical"] == "def unique(l: list):\n    return sorted(list(set(l)))\n"
-    assert set(texts) == {"prompt", "canonical_solution", "buggy_solution", "declaration_canonical", "test"}
+    assert texts["prompt+canonical_solution"] == unique["prompt"] + "    return sorted(list(set(l)))\n"
+    assert texts["prompt+buggy_solution"] == unique["prompt"] + "    return sorted(l)\n"
+    assert texts["declaration+canonical_solution"] == "def unique(l: list):\n    return sorted(list(set(l)))\n"
+    assert texts["docstring"] == "Return sorted unique elements in a list"  # the prose, not the example
+    assert set(texts) == {
+        "prompt+canonical_solution", "prompt+buggy_solution", "declaration+canonical_solution", "test", "docstring"
+    }
+    assert BENCH.instruction_fields == ("docstring",)
 
 
 def test_quoted_rows() -> None:
@@ -238,7 +239,6 @@ def test_quoted_rows() -> None:
     assert "20168028" in rows["NextCoder-7B"].source and "not directly comparable" in rows["NextCoder-7B"].caveat
 
 
-# --- through the sandbox ----------------------------------------------------------------------------
 
 
 def _run(sources_: list[str]) -> list[str]:

@@ -13,10 +13,11 @@ import polars as pl
 import pytest
 
 from editforge.dataset.mix import run_mix
+from editforge.evaluation.benchmarks.humanevalfix import docstring_prose
 from editforge.filtering import run_dedup
-from editforge.filtering.decontamination import BenchmarkIndex, Match
+from editforge.filtering.decontamination import BenchmarkIndex, BenchmarkText, Match, canitedit_texts
 from editforge.records import read_jsonl, write_jsonl
-from helpers import REPO
+from helpers import REPO, SHARED
 
 _spec = importlib.util.spec_from_file_location("bench_decontamination", REPO / "bench/decontamination.py")
 mutations = importlib.util.module_from_spec(_spec)  # the bench's mutations of benchmark problems
@@ -48,6 +49,40 @@ class Ledger:
 @pytest.fixture(scope="module")
 def benchmark(benchmark_path: Path) -> list[dict[str, Any]]:
     return list(read_jsonl(benchmark_path))
+
+
+def shared_benchmark(relative: str) -> list[dict[str, Any]]:
+    path = SHARED / "benchmarks" / relative
+    if not path.exists():
+        pytest.skip(f"no shared copy of the benchmark at {path}")
+    return list(read_jsonl(path))
+
+
+@pytest.fixture(scope="module")
+def humanevalfix() -> dict[str, dict[str, Any]]:
+    return {p["task_id"]: p for p in shared_benchmark("humanevalfix/humanevalfix.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def exercism() -> dict[str, dict[str, Any]]:
+    return {e["slug"]: e for e in shared_benchmark("aider_exercism_python/aider_exercism_python.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def all_three(
+    benchmark: list[dict[str, Any]], humanevalfix: dict[str, dict[str, Any]], exercism: dict[str, dict[str, Any]]
+) -> list[BenchmarkText]:
+    """Every text of CanItEdit, HumanEvalFix and Exercism, as the plug-ins give them (the bench builds them)."""
+    return [
+        *mutations.benchmark_entries("canitedit", benchmark),
+        *mutations.benchmark_entries("humanevalfix", list(humanevalfix.values())),
+        *mutations.benchmark_entries("aider_exercism", list(exercism.values())),
+    ]
+
+
+@pytest.fixture(scope="module")
+def full_index(all_three: list[BenchmarkText]) -> BenchmarkIndex:
+    return BenchmarkIndex.from_texts(all_three, SETTINGS["decontamination"])
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +222,123 @@ def test_no_file_of_the_dataset_holds_planted_benchmark_text(benchmark: list[dic
         leaked = [needle for needle in needles if needle in text]
         assert leaked == [], f"{path.name} holds benchmark text: {leaked[:3]}"
     assert "15 triplets overlapped the benchmark" in (out / "README.md").read_text()
+
+
+# ---------------------------------------------------------------- any benchmark
+
+TOY_PROGRAM = '''def schedule_rotations(crew, days):
+    """Assign each day a crew member, never the same one twice in a row."""
+    plan = {}
+    previous = None
+    for offset, day in enumerate(days):
+        member = crew[offset % len(crew)]
+        if member == previous:
+            member = crew[(offset + 1) % len(crew)]
+        plan[day] = member
+        previous = member
+    return plan
+'''
+TOY_TASK = (
+    "Write a function that assigns every day of a schedule to one member of the crew, rotating through the crew "
+    "and never giving the same member two days in a row."
+)
+
+
+def test_the_generic_constructor_indexes_any_benchmarks_texts() -> None:
+    index = BenchmarkIndex.from_texts(
+        [("toy/1", "solution", "code", TOY_PROGRAM), ("toy/1", "task", "instruction", TOY_TASK)]
+    )
+    assert index.problems == ["toy/1"]
+    disguised = mutations.reformatted(TOY_PROGRAM, random.Random(0), drop_docstrings=True)
+    code = matched(index, pre_code=disguised)
+    assert code is not None and (code.problem, code.benchmark_field, code.method) == ("toy/1", "solution", "code")
+    words = mutations.paraphrased(TOY_TASK, random.Random(0))
+    prose = matched(index, instruction_descriptive=words)
+    assert prose is not None
+    assert (prose.problem, prose.benchmark_field, prose.method) == ("toy/1", "task", "instruction")
+    assert matched(index) is None
+    assert BenchmarkText("toy/1", "solution", "code", TOY_PROGRAM).strict  # a new benchmark's text is strict
+    with pytest.raises(ValueError, match="kind must be 'code' or 'instruction', not 'prose'"):
+        BenchmarkIndex.from_texts([("toy/1", "task", "prose", TOY_TASK)])
+
+
+def test_canitedit_through_the_generic_constructor_is_unchanged(
+    benchmark: list[dict[str, Any]], index: BenchmarkIndex
+) -> None:
+    entries = canitedit_texts(benchmark)
+    assert len(entries) == 4 * len(benchmark) and not any(e.strict for e in entries)
+    assert entries[0][:3] == (benchmark[0]["full_name"], "before", "code")
+    generic = BenchmarkIndex.from_texts(entries, SETTINGS["decontamination"])
+    clean = mutations.clean_triplets(200, seed=2, max_files=60)
+    triplets = clean + [t for cases in mutations.planted(benchmark[:40], [HOST], 0).values() for _, t in cases]
+    assert generic.match(triplets) == index.match(triplets)
+    assert generic.problems == index.problems
+
+
+def test_a_humanevalfix_program_verbatim_or_renamed_is_found_and_named(
+    humanevalfix: dict[str, dict[str, Any]], full_index: BenchmarkIndex
+) -> None:
+    rng = random.Random(0)
+    for task in ("Python/0", "Python/31", "Python/105", "Python/147"):
+        problem = humanevalfix[task]
+        program = problem["prompt"] + problem["canonical_solution"]
+        disguises = {
+            "verbatim": program,
+            "renamed": mutations.renamed(program, rng),
+            "no docstring": mutations.reformatted(program, rng, drop_docstrings=True),
+            "buggy, tests variant": problem["declaration"] + problem["buggy_solution"],
+        }
+        for label, source in disguises.items():
+            match = matched(full_index, pre_code=source)
+            assert match is not None and match.problem == f"humanevalfix/{task}", (task, label, match)
+        prose = docstring_prose(problem["docstring"])
+        match = matched(full_index, instruction_descriptive=mutations.paraphrased(prose, rng))
+        assert match is not None and (match.problem, match.benchmark_field) == (f"humanevalfix/{task}", "docstring")
+
+
+def test_an_exercism_solution_and_its_instructions_are_found_and_named(
+    exercism: dict[str, dict[str, Any]], full_index: BenchmarkIndex
+) -> None:
+    rng = random.Random(0)
+    for slug in ("accumulate", "bank-account", "sieve", "zipper"):
+        texts = mutations.exercism_texts(exercism[slug])
+        for source in (texts["example"], mutations.renamed(texts["example"], rng)):
+            match = matched(full_index, post_code=source)
+            assert match is not None and (match.problem, match.field) == (f"aider_exercism/{slug}", "post_code"), slug
+        for instruction in (texts["instructions"], mutations.paraphrased(texts["instructions"], rng)):
+            match = matched(full_index, instruction_descriptive=instruction)
+            assert match is not None and match.problem == f"aider_exercism/{slug}", slug
+            assert (match.method, match.benchmark_field) == ("instruction", "instructions")
+
+
+TEXTBOOK_IS_PRIME = '''def is_prime(n):
+    if n < 2:
+        return False
+    for divisor in range(2, int(n ** 0.5) + 1):
+        if n % divisor == 0:
+            return False
+    return True
+'''
+TEXTBOOK_PRIMES = '''def is_prime(candidate):
+    """Check whether candidate is a prime number."""
+    if candidate < 2:
+        return False
+    for factor in range(2, candidate):
+        if candidate % factor == 0:
+            return False
+    return True
+
+
+def primes_below(limit):
+    return [n for n in range(limit) if is_prime(n)]
+'''
+
+
+def test_a_textbook_prime_test_is_not_humanevals(all_three: list[BenchmarkText], full_index: BenchmarkIndex) -> None:
+    # HumanEval/31's is_prime loops to n - 1; these are everyone's. A quarter of a tiny program in common, which
+    # CanItEdit's rule would take as a match, is not enough against a textbook exercise's program.
+    lenient = BenchmarkIndex.from_texts([e._replace(strict=False) for e in all_three])
+    for source in (TEXTBOOK_IS_PRIME, TEXTBOOK_PRIMES):
+        assert matched(full_index, pre_code=source, post_code=source) is None
+        found = matched(lenient, pre_code=source)
+        assert found is not None and found.problem.startswith("humanevalfix/")

@@ -181,7 +181,10 @@ class AiderExercism(Benchmark):
         return exercise_program(problem, {problem["main_stub"]: problem["example"]}), exercise_program(problem, {})
 
     def reference_texts(self, problem: BenchmarkProblem) -> dict[str, str]:
-        texts = {"instructions": problem["instructions"], "example": problem["example"]}
+        # The exercise's texts joined by blank lines (the request joins them as Aider does, with nothing between).
+        files = problem["files"]
+        docs = "\n\n".join(files[path].strip() for path in (INTRODUCTION, INSTRUCTIONS, APPEND) if path in files)
+        texts = {"instructions": docs, "example": problem["example"]}
         texts.update({f"stub:{path}": text for path, text in problem["stubs"].items()})
         texts.update({f"test:{path}": text for path, text in problem["tests"].items()})
         return texts

@@ -32,7 +32,9 @@ from editforge.evaluation.prompts import cut_at_stops, postprocess
 from editforge.evaluation.sources import BenchmarkError
 
 # The record fields a problem uses; each must be a string.
-PROBLEM_FIELDS = ("task_id", "prompt", "declaration", "canonical_solution", "buggy_solution", "test", "entry_point")
+PROBLEM_FIELDS = (
+    "task_id", "prompt", "declaration", "canonical_solution", "buggy_solution", "test", "entry_point", "docstring"
+)
 TASK_ID = re.compile(r"Python/(0|[1-9][0-9]*)")
 
 # The harness's Python stop strings (taken by it from CodeGeeX), then the end-of-text token it adds.
@@ -79,6 +81,7 @@ class HumanEvalFix(Benchmark):
     default_source: ClassVar[str | None] = "bigcode/humanevalpack"
     kinds: ClassVar[tuple[str, ...]] = ("tests", "docs")
     timeout_s: ClassVar[int] = 10
+    instruction_fields: ClassVar[tuple[str, ...]] = ("docstring",)
     quoted: ClassVar[tuple[QuotedRow, ...]] = (
         _quoted("Qwen2.5-Coder-3B-Instruct", 73.2),
         _quoted("NextCoder-3B", 75.6),
@@ -108,7 +111,6 @@ class HumanEvalFix(Benchmark):
                 raise BenchmarkError(f"{where}: field '{field}' is empty")
         return {"id": row["task_id"], "order": int(found.group(1)), **{field: row[field] for field in PROBLEM_FIELDS}}
 
-    # --- what the model is shown -------------------------------------------------------------------
 
     def instruction(self, problem: BenchmarkProblem) -> str:
         return f"Fix bugs in {problem['entry_point']}."
@@ -145,7 +147,6 @@ class HumanEvalFix(Benchmark):
         before = self.shown_code(problem, kind).lstrip("\n")
         return Request(messages=edit_messages(before, self.instruction(problem)), sampling=sampling, n=n)
 
-    # --- what runs ---------------------------------------------------------------------------------
 
     def program(self, problem: BenchmarkProblem, kind: str, family: str, answer: str) -> Program | None:
         """The program testing ``answer``.
@@ -188,13 +189,25 @@ class HumanEvalFix(Benchmark):
         return oracle, anti_oracle
 
     def reference_texts(self, problem: BenchmarkProblem) -> dict[str, str]:
+        """Four programs, and the docstring's prose as an instruction: a synthesized instruction paraphrasing
+        HumanEval's wording is caught, a generic "check if a number is prime" is not (bench/decontamination.py)."""
         return {
-            "prompt": problem["prompt"],
-            "canonical_solution": problem["prompt"] + problem["canonical_solution"],
-            "buggy_solution": problem["prompt"] + problem["buggy_solution"],
-            "declaration_canonical": problem["declaration"] + problem["canonical_solution"],
+            "prompt+canonical_solution": problem["prompt"] + problem["canonical_solution"],
+            "prompt+buggy_solution": problem["prompt"] + problem["buggy_solution"],
+            "declaration+canonical_solution": problem["declaration"] + problem["canonical_solution"],
             "test": problem["test"],
+            "docstring": docstring_prose(problem["docstring"]),
         }
+
+
+def docstring_prose(docstring: str) -> str:
+    """A docstring's text up to its first example (a ``>>>`` line, "Example", "For example", "E.g.")."""
+    lines = []
+    for line in docstring.splitlines():
+        if line.strip().lower().startswith((">>>", "example", "for example", "e.g.")):
+            break
+        lines.append(line)
+    return "\n".join(lines).strip()
 
 
 def harness_continuation(continuation: str) -> str:
