@@ -11,21 +11,6 @@ name and not starting with ``.``) from the exercise text (introduction, instruct
 ``test_utils.py`` where there is one) are never shown, nor is anything under ``.meta/``, ``.approaches/``
 or ``.articles/``. A sample passes when ``unittest discover`` finds tests in the exercise folder and they
 all pass within 60 s; zero tests found is a failure, and so is a candidate that does not import.
-
-Formats:
-
-* ``harness``: Aider's ``whole`` edit format: the model returns each changed file as its name alone on
-  a line, then a fenced block with the whole file. A stub's new content is the last fenced block whose
-  preceding non-blank line names it (``harness_files``); with one stub, an answer that names no file but
-  has exactly one fenced block counts as that stub. No stub found: the answer is not well formed.
-* ``editforge``: our own format (``edit_format.edit_messages``): the main stub (``<slug>.py``) is the code
-  before, the exercise text the instruction; the program is our usual extraction of the answer
-  (``prompts.postprocess``). No exercise of the 2023 set has more than one stub; were there one, the
-  other stubs would be listed in the instruction (name and fenced block) and left unchanged.
-
-Only the first try (Aider's ``pass_rate_1``) is scored; ``second_turn`` builds the retry request that
-``pass_rate_2`` needs. Aider's own harness, edit-format parser and prompts are not used: the wording
-here is ours, after the description in the reference notes.
 """
 
 from __future__ import annotations
@@ -103,6 +88,24 @@ def is_test(path: str) -> bool:
 
 
 class AiderExercism(Benchmark):
+    """The exercises as one instruction kind (``instructions``), in two prompt formats.
+
+    Formats:
+
+    * ``harness``: Aider's ``whole`` edit format: the model returns each changed file as its name alone on
+      a line, then a fenced block with the whole file. A stub's new content is the last fenced block whose
+      preceding non-blank line names it (``harness_files``); with one stub, an answer that names no file but
+      has exactly one fenced block counts as that stub. No stub found: the answer is not well formed.
+    * ``editforge``: our own format (``edit_format.edit_messages``): the main stub (``<slug>.py``) is the code
+      before, the exercise text the instruction; the program is our usual extraction of the answer
+      (``prompts.postprocess``). No exercise of the 2023 set has more than one stub; were there one, the
+      other stubs would be listed in the instruction (name and fenced block) and left unchanged.
+
+    Only the first try (Aider's ``pass_rate_1``) is scored; ``second_turn`` builds the retry request that
+    ``pass_rate_2`` needs. Aider's own harness, edit-format parser and prompts are not used: the wording
+    here is ours, after the harness's published description.
+    """
+
     name = "aider_exercism"
     title = "Aider code editing (Exercism Python, 2023 set)"
     env_var = "EDITFORGE_AIDER_EXERCISM"

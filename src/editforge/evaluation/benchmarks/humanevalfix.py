@@ -4,14 +4,7 @@ Data: bigcode-project/octopack ``evaluation/create/humaneval-x/data/python/data/
 (the hub's ``bigcode/humanevalpack``, config ``python``, split ``test``), 164 problems ``Python/0`` …
 ``Python/163``. Harness: bigcode-project/bigcode-evaluation-harness ``bigcode_eval/tasks/humanevalpack.py``
 (tasks ``humanevalfixtests-python`` and ``humanevalfixdocs-python``), whose rules the ``harness``
-family follows; see ``reference/benchmarks.md`` section 1.
-
-Two instruction kinds, both with the instruction ``Fix bugs in <entry_point>.``:
-
-* ``tests``: the code shown is ``declaration + buggy_solution + "\\n" + test`` (the function without
-  its docstring, then the unit tests); the prompt base (the text the answer continues) is ``declaration``;
-* ``docs``: the code shown is ``prompt + buggy_solution`` (with the docstring, no tests); the prompt
-  base is ``prompt``.
+family follows.
 
 A sample's program is the harness's import helper, the candidate function and the hidden test (which
 ends by calling ``check(<entry_point>)``); it passes when it exits 0.
@@ -70,7 +63,15 @@ def _quoted(model: str, score: float) -> QuotedRow:
 
 
 class HumanEvalFix(Benchmark):
-    """HumanEvalFix (Python), the tests and the docs variants as two instruction kinds."""
+    """HumanEvalFix (Python), the tests and the docs variants as two instruction kinds.
+
+    Two instruction kinds, both with the instruction ``Fix bugs in <entry_point>.``:
+
+    * ``tests``: the code shown is ``declaration + buggy_solution + "\\n" + test`` (the function without
+      its docstring, then the unit tests); the prompt base (the text the answer continues) is ``declaration``;
+    * ``docs``: the code shown is ``prompt + buggy_solution`` (with the docstring, no tests); the prompt
+      base is ``prompt``.
+    """
 
     name: ClassVar[str] = "humanevalfix"
     title: ClassVar[str] = "HumanEvalFix (Python)"
