@@ -15,7 +15,7 @@ from editforge.backend import Sampling
 from editforge.evaluation.benchmarks.aider_exercism import AiderExercism, second_turn
 from editforge.evaluation.benchmarks.base import Program
 from editforge.evaluation.sources import BenchmarkError
-from editforge.sandbox import Limits, SandboxResult, run_many, select_isolation
+from editforge.sandbox import Limits, SandboxResult, run_many, run_program, select_isolation
 from helpers import SHARED
 
 DATA = SHARED / "benchmarks/aider_exercism_python/aider_exercism_python.jsonl"
@@ -320,3 +320,23 @@ def test_a_syntax_error_or_zero_tests_fails(sandbox_results: dict[str, Any]) -> 
     outcomes = {name: r.outcome for name, r in sandbox_results["extra"].items()}
     assert outcomes == {"syntax error": "fail", "wrong": "fail", "right": "pass", "no tests found": "fail"}
     assert "0 tests run; not a pass" in sandbox_results["extra"]["no tests found"].stderr_tail
+
+
+def test_an_answer_that_exits_before_the_tests_run_is_told_apart_by_the_strict_rule(
+    by_slug: dict[str, Any],
+) -> None:
+    """``os._exit(0)`` at import exits 0, which the harness's own rule counts as a pass; the runner's mark
+    that the tests finished is missing, so the strict column (the shared scoring rule) fails it."""
+    isolation = select_isolation("auto")
+    limits = Limits(timeout_s=BENCH.timeout_s, memory_mb=4096)
+    answers = {
+        "exits": "import os\nos._exit(0)",
+        "solves": "def two_fer(name='you'):\n    return f'One for {name}, one for me.'",
+    }
+    seen = {}
+    for label, code in answers.items():
+        program = BENCH.program(by_slug["two-fer"], "instructions", "editforge", f"```python\n{code}\n```")
+        assert program is not None
+        result = run_program(program.source, limits=limits, isolation=isolation)
+        seen[label] = (result.outcome, result.tests_finished)
+    assert seen == {"exits": ("pass", False), "solves": ("pass", True)}

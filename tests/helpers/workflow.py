@@ -50,8 +50,9 @@ def synthesis_responder(body: dict[str, Any], index: int) -> str:
     return f"[Program After Edit]\n```python\n{after}```"
 
 
-def run_snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """Snakemake on the checkout's workflow, in ``workdir`` with its ``config.yaml``, on 2 cores."""
+    return [
         *SNAKEMAKE,
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -63,6 +64,10 @@ def run_snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) 
         "2",
         *args,
     ]
+
+
+def run_snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = snakemake_command(workdir, *args)
     return subprocess.run(command, capture_output=True, text=True, env=env or os.environ.copy(), timeout=900)
 
 

@@ -28,7 +28,14 @@ import yaml
 from editforge.backend.fake_server import FakeServer, reference_responder
 from editforge.records import read_jsonl
 from helpers import REPO
-from helpers.workflow import SNAKEMAKE, planned_rules, run_snakemake, synthesis_responder, tiny_config
+from helpers.workflow import (
+    SNAKEMAKE,
+    planned_rules,
+    run_snakemake,
+    snakemake_command,
+    synthesis_responder,
+    tiny_config,
+)
 
 # What the report lists: category, subcategory, file, its label and words of its caption.
 REPORT_ENTRIES = (
@@ -111,18 +118,7 @@ def test_a_hard_kill_mid_synthesis_and_mid_parse_resumes_with_the_same_command(
         config = tiny_config(tmp_path, code_dir, server.base_url, str(tiny_model_dir), benchmark_path)
         config["models"]["fake"]["max_concurrency"] = 1  # at most one call in flight per synthesis job
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [
-            *SNAKEMAKE,
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(tmp_path / "config.yaml"),
-            "--cores",
-            "2",
-            target,
-        ]
+        command = snakemake_command(tmp_path, target)
         _kill_when(command, lambda: sum(server.calls.values()) >= 5, "mid-synthesis")
         assert sum(server.calls.values()) < 16, "the kill did not land mid-synthesis"
         assert any((tmp_path / ".snakemake/locks").iterdir())  # what used to need --unlock
@@ -160,18 +156,7 @@ def test_batch_mode_writes_what_live_calls_write_and_a_killed_run_polls_its_batc
             "batch_price": {"input_per_mtok": 0.5, "output_per_mtok": 1.0},
         }
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [
-            *SNAKEMAKE,
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(tmp_path / "config.yaml"),
-            "--cores",
-            "2",
-            target,
-        ]
+        command = snakemake_command(tmp_path, target)
         _kill_when(command, lambda: len(server.batches) == 2, "while both round-1 batches wait")
         assert list((tmp_path / "cache/batches/fake").glob("*.json")), "no batch was recorded"
         server.batch_polls = 1
