@@ -22,6 +22,17 @@ SHARDS = efconfig.shard_names(config)
 SYNTHESIS_MODELS = config["synthesis"]["models"]
 STUDENTS = list(config["training"]["students"])
 TARGETS = config["evaluation"]["targets"]
+# The benchmarks to evaluate on (evaluation.benchmarks), each with its settings filled in (config.benchmark_settings);
+# CanItEdit has its own rules, the other benchmarks (plug-ins) share the benchmark_* rules.
+BENCHMARK_NAMES = list(config["evaluation"]["benchmarks"])
+CANITEDIT = efconfig.benchmark_settings(config, "canitedit")
+PLUGINS = {name: efconfig.benchmark_settings(config, name) for name in BENCHMARK_NAMES if name != "canitedit"}
+# The other benchmarks' texts: dedup gets their paths in its settings, so a run that adds none (the
+# default, CanItEdit alone) keeps the settings, and the datasets, it had.
+PLUGIN_TEXTS = [f"results/benchmark/{name}.texts.jsonl" for name in PLUGINS]
+DEDUP_SETTINGS = {k: config["filtering"][k] for k in ("minhash", "decontamination")} | (
+    {"benchmark_texts": PLUGIN_TEXTS} if PLUGIN_TEXTS else {}
+)
 # The models the preflight checks: every synthesis model, and every evaluated model behind an API.
 API_TARGETS = [t for t in TARGETS if config["models"].get(t, {}).get("backend") == "openai"]
 CHECKED_MODELS = list(dict.fromkeys([*SYNTHESIS_MODELS, *API_TARGETS]))
@@ -36,6 +47,7 @@ wildcard_constraints:
     student="|".join(map(re.escape, STUDENTS)) if STUDENTS else "(?!)",
     target="|".join(map(re.escape, TARGETS)),
     checked="|".join(map(re.escape, CHECKED_MODELS)),
+    plugin="|".join(map(re.escape, PLUGINS)) if PLUGINS else "(?!)",
 
 
 localrules:
@@ -124,6 +136,30 @@ def student_model_input(wildcards):
 def target_preflight(wildcards):
     """A target behind an API is checked before its generation (as a synthesis model is)."""
     return f"results/preflight/evaluation/{wildcards.target}.txt" if wildcards.target in API_TARGETS else []
+
+
+def plugin_generation_params(wildcards):
+    """What a plug-in benchmark's generation depends on: the selected problems, samples and sampling."""
+    return {key: PLUGINS[wildcards.plugin][key] for key in ("problems", "samples", "sampling")}
+
+
+def plugin_execution_params(wildcards):
+    """How a plug-in benchmark's answers run: the format family they were asked in, and the sandbox."""
+    return {
+        "family": efconfig.benchmark_family(config, wildcards.plugin, wildcards.target),
+        "timeout_s": PLUGINS[wildcards.plugin]["timeout_s"],
+        "memory_mb": config["evaluation"]["memory_mb"],
+        "sandbox": config["sandbox"],
+        "python": config["evaluation"]["python"],
+    }
+
+
+def plugin_executions(wildcards, name):
+    """Every target's execution file of a plug-in benchmark: ``executions``, or ``retry_executions``
+    (the second tries, where the benchmark's tries is 2; else none)."""
+    if name == "retry_executions" and PLUGINS[wildcards.plugin]["tries"] == 1:
+        return []
+    return [f"results/evaluation/{wildcards.plugin}/{target}/{name}.jsonl" for target in TARGETS]
 
 
 def student_base_params(wildcards):

@@ -29,6 +29,25 @@ rule benchmark:
         "../scripts/benchmark.py"
 
 
+rule benchmark_plugin:
+    output:
+        problems="results/benchmark/{plugin}.jsonl",
+        # What decontamination compares triplets with (filtering.decontamination.BenchmarkText rows).
+        texts="results/benchmark/{plugin}.texts.jsonl",
+    log:
+        "logs/benchmark/{plugin}.log",
+    conda:
+        "../envs/evaluation.yaml"
+    threads: job_threads("benchmark", 1)
+    resources:
+        mem_mb=job_mem_mb("benchmark"),
+        runtime=job_runtime("benchmark"),
+    params:
+        source=lambda wildcards: PLUGINS[wildcards.plugin]["source"],
+    script:
+        "../scripts/benchmark_plugin.py"
+
+
 rule filter_shard:
     input:
         "results/triplets/{model}/{shard}.jsonl",
@@ -56,6 +75,7 @@ rule dedup:
     input:
         shards=expand("results/filtered/{model}/{shard}.jsonl", model=SYNTHESIS_MODELS, shard=SHARDS),
         benchmark="results/benchmark/canitedit.jsonl",
+        other_benchmarks=PLUGIN_TEXTS,
     output:
         triplets="results/filtered/triplets.jsonl",
         report="results/filtered/decontamination.json",
@@ -68,6 +88,6 @@ rule dedup:
         mem_mb=job_mem_mb("dedup"),
         runtime=job_runtime("dedup"),
     params:
-        settings={k: config["filtering"][k] for k in ("minhash", "decontamination")},
+        settings=DEDUP_SETTINGS,
     script:
         "../scripts/dedup.py"

@@ -75,7 +75,7 @@ rule report_tables:
             "results/report/pass_at_1.html",
             caption="../report/pass_at_1_table.rst",
             category="Evaluation",
-            subcategory="CanItEdit pass@1",
+            subcategory="pass@1",
             labels={"result": "pass@1 table"},
         ),
         funnel=report(

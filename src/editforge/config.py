@@ -201,10 +201,25 @@ def _check_files(cfg: dict[str, Any]) -> None:
                 raise ConfigError(f"seeds.sources.{i}.path: '{source['path']}' does not exist")
         if kind == "hf" and "dataset" not in source:
             raise ConfigError(f"seeds.sources.{i}.dataset: required for an 'hf' source")
-    bench = benchmark_source(cfg)
-    if _looks_like_file(bench) and not Path(bench).exists():
-        where = BENCHMARK_ENV if os.environ.get(BENCHMARK_ENV) else "evaluation.benchmark"
-        raise ConfigError(f"{where}: benchmark file '{bench}' does not exist")
+    for name in cfg["evaluation"]["benchmarks"]:
+        _check_benchmark(cfg, name)
+
+
+def _check_benchmark(cfg: dict[str, Any], name: str) -> None:
+    """A benchmark's source exists where it is a file, and its settings suit it."""
+    env, own = benchmark_env(name), cfg["evaluation"]["benchmarks"][name]
+    source = benchmark_settings(cfg, name)["source"]
+    configured = f"evaluation.benchmarks.{name}.source" if "source" in own else "evaluation.benchmark"
+    where = env if os.environ.get(env) else configured
+    if source is None:
+        raise ConfigError(
+            f"evaluation.benchmarks.{name}: no source; set {env} to a local copy of the benchmark "
+            f"(a .jsonl file) or evaluation.benchmarks.{name}.source"
+        )
+    if _looks_like_file(source) and not Path(source).exists():
+        raise ConfigError(f"{where}: benchmark file '{source}' does not exist")
+    if own["tries"] == 2 and not _plugin(name).retries:
+        raise ConfigError(f"evaluation.benchmarks.{name}.tries: a second try is for aider_exercism only; use 1")
 
 
 def _check_api_keys(cfg: dict[str, Any]) -> None:
@@ -230,8 +245,50 @@ def models_in_use(cfg: dict[str, Any]) -> list[str]:
 
 
 def benchmark_source(cfg: dict[str, Any]) -> str:
-    """The benchmark to load: the environment override, else the configured one."""
-    return os.environ.get(BENCHMARK_ENV) or cfg["evaluation"]["benchmark"]
+    """CanItEdit's source: the environment override, else the configured one."""
+    return str(benchmark_settings(cfg, "canitedit")["source"])
+
+
+def benchmark_env(name: str) -> str:
+    """The environment variable naming a local copy of benchmark ``name``."""
+    return BENCHMARK_ENV if name == "canitedit" else _plugin(name).env_var
+
+
+def benchmark_settings(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """Benchmark ``name``'s settings: its own under ``evaluation.benchmarks``, else the shared ones of
+    ``evaluation`` (samples, sampling; problems where that is null or a count, as a list names CanItEdit
+    ids), else the benchmark's own (time limit, sampling it needs). CanItEdit keeps ``evaluation.benchmark``
+    and ``evaluation.timeout_s``. ``source`` is the environment variable's path where it is set (None: none)."""
+    evaluation = cfg["evaluation"]
+    own = evaluation.get("benchmarks", {}).get(name, {})
+    problems = evaluation["problems"]
+    if name == "canitedit":
+        configured, timeout_s, needed = evaluation["benchmark"], evaluation["timeout_s"], {}
+    else:
+        plugin = _plugin(name)
+        configured, timeout_s, needed = plugin.default_source, plugin.timeout_s, plugin.sampling_defaults
+        problems = problems if problems is None or isinstance(problems, int) else None
+    return {
+        "source": os.environ.get(benchmark_env(name)) or own.get("source", configured),
+        "problems": own.get("problems", problems),
+        "samples": own.get("samples", evaluation["samples"]),
+        "sampling": {**evaluation["sampling"], **needed, **own.get("sampling", {})},
+        "timeout_s": own.get("timeout_s", timeout_s),
+        "tries": own.get("tries", 1),
+    }
+
+
+def benchmark_family(cfg: dict[str, Any], name: str, target: str) -> str:
+    """The format family target ``target`` is asked in on plug-in benchmark ``name``: its ``prompt_format``
+    (``editforge``, or a harness format: that benchmark's own harness)."""
+    return str(_plugin(name)().family(target_spec(cfg, target).get("prompt_format", "editforge")))
+
+
+def _plugin(name: str) -> Any:
+    # Imported only for a benchmark other than CanItEdit: the evaluation package costs 0.6 s a parse.
+    from editforge.evaluation.benchmarks.registry import BENCHMARKS
+
+    return BENCHMARKS[name]
 
 
 def shard_names(cfg: dict[str, Any]) -> list[str]:

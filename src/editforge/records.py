@@ -141,24 +141,25 @@ class TrainingRecord(TypedDict):
 
 
 class CompletionRecord(TypedDict):
-    """results/evaluation/{target}/completions.jsonl: one sampled edit."""
+    """results/evaluation/{benchmark}/{target}/completions.jsonl: one sampled edit."""
 
     target: str
-    problem_id: int
-    full_name: str
-    kind: Style
-    change_kind: str
+    problem_id: int | str  # CanItEdit's ids are integers, the other benchmarks' strings
+    full_name: str  # CanItEdit's <id>_<name>; the id elsewhere
+    kind: str  # the instruction kind: CanItEdit's lazy or descriptive, a plug-in benchmark's own
+    change_kind: str | None  # CanItEdit's change kind; null for the other benchmarks
     sample_index: int
-    completion: str  # the program after post-processing
+    completion: str  # CanItEdit: the program after post-processing; a plug-in benchmark: the answer
     raw: str  # what the model wrote
     finish_reason: str | None
     error: str | None
 
 
 class ExecutionRecord(CompletionRecord):
-    """results/evaluation/{target}/executions.jsonl: a completion's test run.
+    """results/evaluation/{benchmark}/{target}/executions.jsonl: a completion's test run.
 
-    The program run is ``completion + "\\n" + tests``, as in the CanItEdit harness.
+    CanItEdit's program is ``completion + "\\n" + tests``, as in its harness; a plug-in benchmark's is the
+    one its ``program`` builds from the answer.
     """
 
     outcome: Literal["pass", "fail", "timeout", "error"]  # "pass": exit status 0 (the official rule)
@@ -174,6 +175,7 @@ class ExecutionRecord(CompletionRecord):
     # The isolation in force (Isolation.describe: mechanism, namespaces, limits); "none (NOT isolated) ..."
     # where the config asked for `sandbox: none`.
     isolation: str
+    well_formed: NotRequired[bool]  # plug-in benchmarks: the answer gave a program (else it is not run: a fail)
 
 
 class RecordError(ValueError):

@@ -311,7 +311,8 @@ def test_scoring_without_a_preflight_says_nothing_was_excluded(tmp_path: Path) -
     [
         ("[]", "expected an object with a list 'excluded'"),
         ('{"excluded": [{"problem_id": 3, "full_name": "3_r"}]}', "excluded entry 1 lacks reason"),
-        ('{"excluded": [{"problem_id": "3", "full_name": "3_r", "reason": "x"}]}', "problem_id must be an integer"),
+        ('{"excluded": [{"problem_id": 3.5, "full_name": "3_r", "reason": "x"}]}',
+         "problem_id must be an integer or a string"),
         ("{", "not JSON"),
     ],
 )
@@ -334,14 +335,14 @@ def test_run_score_writes_tables_markdown_and_chart(tmp_path: Path) -> None:
     out = tmp_path / "scores"
     per = pl.read_csv(out / "per_problem.csv")
     assert per.columns == [
-        "target", "problem_id", "full_name", "kind", "change_kind", "n", "c", "c_strict", "pass@1",
+        "target", "problem_id", "full_name", "kind", "change_kind", "n", "c", "c_strict", "well_formed", "pass@1",
         "strict_pass@1", "covered", "excess_code", "median_uncovered",
     ]
     assert per.height == 8
     summary = pl.read_csv(out / "summary.csv")
     assert summary.columns == [
-        "target", "split", "problems", "samples", "pass@1", "strict_pass@1", "early_exits", "covered_problems",
-        "excess_code", "excess_code_se", "mean_median_coverage", "excluded", "isolation",
+        "target", "split", "problems", "samples", "well_formed", "pass@1", "strict_pass@1", "early_exits",
+        "covered_problems", "excess_code", "excess_code_se", "mean_median_coverage", "excluded", "isolation",
     ]
     assert summary.filter((pl.col("target") == "other") & (pl.col("split") == "overall"))["pass@1"].item() == 0.0
     markdown = (out / "summary.md").read_text()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpers import REPO
+from helpers import REPO, SHARED
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -144,3 +144,24 @@ def write_code_tree(root: Path) -> Path:
         )
         (root / f"module_{i}.py").write_text(functions + "\n")
     return root
+
+
+HUMANEVALFIX = SHARED / "benchmarks/humanevalfix/humanevalfix.jsonl"
+AIDER_EXERCISM = SHARED / "benchmarks/aider_exercism_python/aider_exercism_python.jsonl"
+
+
+def every_benchmark(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` scoring on all three benchmarks: one problem of HumanEvalFix and one of Aider's set
+    (with its second try), in as few tokens as the rest of the config asks for."""
+    tokens = config["evaluation"].get("sampling", {}).get("max_tokens", 8)
+    config["evaluation"]["benchmarks"] = {
+        "canitedit": {},
+        "humanevalfix": {"source": str(HUMANEVALFIX), "problems": 1},
+        "aider_exercism": {
+            "source": str(AIDER_EXERCISM),
+            "problems": ["two-fer"],
+            "tries": 2,
+            "sampling": {"max_tokens": tokens},
+        },
+    }
+    return config

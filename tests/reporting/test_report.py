@@ -10,6 +10,8 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
+from editforge.evaluation.benchmarks.registry import benchmark
+from editforge.evaluation.report import QUOTED_ROW, merge_frames
 from editforge.evaluation.summary import PAPER_ROWS
 from editforge.funnel import stage_counts
 from editforge.records import write_jsonl
@@ -25,6 +27,7 @@ from editforge.reporting.tables import (
     QUOTED,
     html_table,
     pass_at_1_table,
+    plugin_table,
     stage_frame,
     write_tables,
 )
@@ -178,8 +181,39 @@ def test_html_table_is_a_page_with_escaped_cells_formatted_numbers_and_grey_pape
     assert page.count('<tr class="quoted">') == 1
 
 
+AIDER = pl.DataFrame({
+    "target": ["base", "base"],
+    "split": ["instructions", "overall"],
+    "problems": [3, 3],
+    "samples": [6, 6],
+    "well_formed": [5, 5],
+    "pass@1": [50.0, 50.0],
+    "strict_pass@1": [50.0, 40.0],
+    "early_exits": [0, 1],
+    "excluded": [None, None],
+    "isolation": ["userns(user,mount,pid,net,ipc,uts) memory=4096MB"] * 2,
+    "pass_rate_2": [None, 75.0],
+})
+
+
+def test_plugin_table_puts_measured_rows_before_the_benchmarks_quoted_ones() -> None:
+    aider = benchmark("aider_exercism")
+    table = plugin_table(AIDER, aider)
+    assert table.columns == [
+        "model", "instructions", "overall", "instructions (strict)", "overall (strict)", "pass_rate_2",
+        "well-formed answers", "source", "check",
+    ]
+    flag = "flagged: 1 samples pass officially but not strictly"
+    assert table.row(0) == ("base", 50.0, 50.0, 50.0, 40.0, 75.0, "5/6", "measured", flag)
+    first_try = aider.quoted[0].scores["instructions"]  # one kind: its score is the overall one too
+    assert table.row(1) == (aider.quoted[0].model, first_try, first_try, None, None, None, None, QUOTED_ROW, None)
+    hef = plugin_table(AIDER.drop("pass_rate_2"), benchmark("humanevalfix"))
+    assert "pass_rate_2" not in hef.columns and hef.height == 1 + len(benchmark("humanevalfix").quoted)
+    assert hef.row(0)[:4] == ("base", None, None, 50.0)  # no tests or docs split measured in this frame
+
+
 def test_write_tables_reads_summary_csv_and_funnel_json(tmp_path: Path) -> None:
-    SUMMARY.write_csv(tmp_path / "summary.csv")
+    merge_frames({"canitedit": SUMMARY}).write_csv(tmp_path / "summary.csv")
     stages = stage_counts({"a": {"kept": 2, "no_change": 1}})
     (tmp_path / "funnel.json").write_text(json.dumps({"stages": stages}))
     write_tables(tmp_path / "summary.csv", tmp_path / "funnel.json", tmp_path / "p.html", tmp_path / "f.html")
@@ -188,8 +222,32 @@ def test_write_tables_reads_summary_csv_and_funnel_json(tmp_path: Path) -> None:
     assert "Excluded before generation (the reference program fails in this environment): 78_x." in pass_at_1
     assert "Warning: the programs of tuned ran WITHOUT isolation (sandbox: none)" in pass_at_1
     assert "base: userns(user,mount,pid,net,ipc,uts) memory=4096MB; tuned: none (NOT isolated)" in pass_at_1
-    SUMMARY.with_columns(excluded=None).write_csv(tmp_path / "summary.csv")
+    merge_frames({"canitedit": SUMMARY.with_columns(excluded=None)}).write_csv(tmp_path / "summary.csv")
     write_tables(tmp_path / "summary.csv", tmp_path / "funnel.json", tmp_path / "p.html", tmp_path / "f.html")
     assert "No problem was excluded before generation." in (tmp_path / "p.html").read_text()
     funnel = (tmp_path / "f.html").read_text()
     assert "<td>deduplicated</td>" in funnel and "no_change: 1" in funnel
+
+
+def test_the_pass_at_1_page_has_a_table_per_benchmark_each_with_its_quoted_rows(tmp_path: Path) -> None:
+    merge_frames({"canitedit": SUMMARY, "aider_exercism": AIDER}).write_csv(tmp_path / "summary.csv")
+    (tmp_path / "funnel.json").write_text(json.dumps({"stages": stage_counts({"a": {"kept": 1}})}))
+    write_tables(tmp_path / "summary.csv", tmp_path / "funnel.json", tmp_path / "p.html", tmp_path / "f.html")
+    page = (tmp_path / "p.html").read_text()
+    aider = benchmark("aider_exercism")
+    titles = ["<h3>CanItEdit pass@1 (%)</h3>", f"<h3>{aider.title} pass@1 (%)</h3>"]
+    assert all(title in page for title in titles) and page.index(titles[0]) < page.index(titles[1])
+    # CanItEdit's table is the one it had alone; the other benchmark's rows are not in it.
+    alone = html_table(pass_at_1_table(SUMMARY), "t")
+    canitedit_table = alone[alone.index("<table>"):alone.index("</table>") + len("</table>")]
+    assert canitedit_table in page
+    assert page.count('<tr class="quoted">') == len(PAPER_ROWS) + len(aider.quoted)
+    assert f"<td>{QUOTED_ROW}</td>" in page and "<td>5/6</td>" in page
+    assert aider.quoted[0].source in page and "second try with the first 50 lines of the test output" in page
+
+
+def test_a_summary_csv_without_benchmarks_is_refused(tmp_path: Path) -> None:
+    SUMMARY.write_csv(tmp_path / "summary.csv")
+    (tmp_path / "funnel.json").write_text(json.dumps({"stages": []}))
+    with pytest.raises(ValueError, match="no benchmark column"):
+        write_tables(tmp_path / "summary.csv", tmp_path / "funnel.json", tmp_path / "p.html", tmp_path / "f.html")

@@ -18,6 +18,7 @@ import yaml
 from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
 
 from helpers import REPO
+from helpers.workflow import AIDER_EXERCISM
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -58,7 +59,8 @@ def planned_jobs(output: str) -> list[PlannedJob]:
 
 def dry_run(tmp_path: Path, benchmark_path: Path, *configfiles: str) -> list[PlannedJob]:
     keys = {"DASHSCOPE_API_KEY": "unused", "DEEPSEEK_API_KEY": "unused"}
-    env = dict(os.environ, **keys, EDITFORGE_CANITEDIT=str(benchmark_path))
+    copies = {"EDITFORGE_CANITEDIT": str(benchmark_path), "EDITFORGE_AIDER_EXERCISM": str(AIDER_EXERCISM)}
+    env = dict(os.environ, **keys, **copies)
     result = subprocess.run(
         [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
          *(str(REPO / name) for name in configfiles), "--workflow-profile", str(REPO / "profiles/slurm"),

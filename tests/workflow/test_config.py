@@ -12,6 +12,8 @@ from editforge import config as efconfig
 from editforge.cli import main as cli_main
 from editforge.workflow import resources
 from helpers import REPO
+from helpers.workflow import AIDER_EXERCISM
+from helpers.workflow import HUMANEVALFIX as HUMANEVALFIX_FILE
 
 
 @pytest.fixture()
@@ -30,7 +32,12 @@ def test_demo_config_is_valid_and_gets_defaults(demo: dict) -> None:
 def test_paper_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DASHSCOPE_API_KEY", "k1")
     monkeypatch.setenv("DEEPSEEK_API_KEY", "k2")
+    monkeypatch.delenv("EDITFORGE_AIDER_EXERCISM", raising=False)
+    with pytest.raises(efconfig.ConfigError, match="EDITFORGE_AIDER_EXERCISM"):  # Aider's set is not on the hub
+        efconfig.load(REPO / "config/paper.yaml")
+    monkeypatch.setenv("EDITFORGE_AIDER_EXERCISM", str(AIDER_EXERCISM))
     cfg = efconfig.load(REPO / "config/paper.yaml")
+    assert list(cfg["evaluation"]["benchmarks"]) == ["aider_exercism", "canitedit", "humanevalfix"]
     assert cfg["seeds"]["num_prompts"] == 100_000
     assert cfg["evaluation"]["samples"] == 20
     assert len(efconfig.shard_names(cfg)) == 100
@@ -79,6 +86,66 @@ def test_missing_benchmark_file_is_named(demo: dict, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv(efconfig.BENCHMARK_ENV, raising=False)
     demo["evaluation"]["benchmark"] = "./no/such/canitedit.jsonl"
     assert "evaluation.benchmark" in _error(demo)
+
+
+HUMANEVALFIX = str(HUMANEVALFIX_FILE)
+
+
+def test_benchmarks_default_to_canitedit_alone_with_the_shared_settings(demo: dict) -> None:
+    cfg = efconfig.validate(demo)
+    assert list(cfg["evaluation"]["benchmarks"]) == ["canitedit"]
+    canitedit = efconfig.benchmark_settings(cfg, "canitedit")
+    evaluation = cfg["evaluation"]
+    assert (canitedit["problems"], canitedit["samples"], canitedit["sampling"], canitedit["timeout_s"]) == (
+        evaluation["problems"],
+        evaluation["samples"],
+        evaluation["sampling"],
+        evaluation["timeout_s"],
+    )
+
+
+def test_a_benchmark_takes_its_own_settings_then_the_shared_ones_then_its_harness(
+    demo: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDITFORGE_AIDER_EXERCISM", str(AIDER_EXERCISM))
+    demo["evaluation"]["problems"] = [1, 2]  # CanItEdit ids: not inherited by the other benchmarks
+    demo["evaluation"]["benchmarks"] = {
+        "humanevalfix": {"source": HUMANEVALFIX, "samples": 5, "sampling": {"temperature": 0.8}},
+        "aider_exercism": {"problems": ["two-fer"], "tries": 2},
+    }
+    cfg = efconfig.validate(demo)
+    fix = efconfig.benchmark_settings(cfg, "humanevalfix")
+    assert (fix["source"], fix["problems"], fix["samples"], fix["timeout_s"], fix["tries"]) == (
+        HUMANEVALFIX,
+        None,
+        5,
+        10,
+        1,
+    )
+    assert fix["sampling"] == {**cfg["evaluation"]["sampling"], "temperature": 0.8}
+    aider = efconfig.benchmark_settings(cfg, "aider_exercism")
+    assert (aider["problems"], aider["samples"], aider["timeout_s"], aider["tries"]) == (["two-fer"], 2, 60, 2)
+    assert aider["sampling"]["max_tokens"] == 4096  # whole files need room, whatever evaluation.sampling says
+    assert aider["source"].endswith("aider_exercism_python.jsonl")  # from the environment variable
+
+
+@pytest.mark.parametrize(
+    ("benchmarks", "message"),
+    [
+        ({"aider_exercism": {}}, "evaluation.benchmarks.aider_exercism: no source; set EDITFORGE_AIDER_EXERCISM"),
+        ({"humanevalfix": {"source": "./no/such.jsonl"}}, "evaluation.benchmarks.humanevalfix.source: benchmark file"),
+        ({"humanevalfix": {"source": HUMANEVALFIX, "tries": 2}}, "humanevalfix.tries: a second try is for aider"),
+        ({"mbpp": {}}, "evaluation.benchmarks"),
+        ({}, "evaluation.benchmarks"),
+    ],
+)
+def test_a_benchmark_setting_that_cannot_work_is_named(
+    demo: dict, monkeypatch: pytest.MonkeyPatch, benchmarks: dict, message: str
+) -> None:
+    monkeypatch.delenv("EDITFORGE_AIDER_EXERCISM", raising=False)
+    monkeypatch.delenv("EDITFORGE_HUMANEVALFIX", raising=False)
+    demo["evaluation"]["benchmarks"] = benchmarks
+    assert message in _error(demo)
 
 
 def test_missing_api_key_variable_is_named(demo: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from editforge.backend import Request, open_backend
 from editforge.backend.cache import CacheNotWritable
 from editforge.backend.fake_server import FakeServer, always, status
 from editforge.workflow.preflight import PreflightError, check_benchmark, check_cache_dir, check_model
+from helpers import SHARED
 
 
 def _closed_port() -> int:
@@ -118,9 +119,15 @@ def test_a_missing_benchmark_is_named_before_paid_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, benchmark_path: Path
 ) -> None:
     monkeypatch.delenv("EDITFORGE_CANITEDIT", raising=False)
-    with pytest.raises(PreflightError, match=r"^benchmark: .*nowhere.jsonl: benchmark file not found"):
+    monkeypatch.delenv("EDITFORGE_HUMANEVALFIX", raising=False)
+    with pytest.raises(PreflightError, match=r"^benchmark canitedit: .*nowhere.jsonl: benchmark file not found"):
         check_benchmark(str(tmp_path / "nowhere.jsonl"), tmp_path / "not-loaded-yet.jsonl")
-    assert "105 problems load" in check_benchmark(str(benchmark_path), tmp_path / "not-loaded-yet.jsonl")
+    line, size = check_benchmark(str(benchmark_path), tmp_path / "not-loaded-yet.jsonl")
+    assert "105 problems load" in line and size == 105
+    with pytest.raises(PreflightError, match=r"^benchmark humanevalfix: .*nowhere.jsonl"):
+        check_benchmark(str(tmp_path / "nowhere.jsonl"), tmp_path / "not-loaded-yet.jsonl", "humanevalfix")
+    humanevalfix = SHARED / "benchmarks/humanevalfix/humanevalfix.jsonl"
+    assert check_benchmark(str(humanevalfix), tmp_path / "no.jsonl", "humanevalfix")[1] == 164
     loaded = tmp_path / "loaded.jsonl"
-    loaded.write_text("{}\n")
-    assert check_benchmark("anything", loaded) == f"benchmark: {loaded} is loaded"
+    loaded.write_text("{}\n{}\n")
+    assert check_benchmark("anything", loaded) == (f"benchmark canitedit: {loaded} is loaded", 2)

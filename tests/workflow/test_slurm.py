@@ -28,7 +28,7 @@ import yaml
 from editforge.backend.fake_server import FakeServer
 from helpers import REPO
 from helpers.slurm_cluster import ACCOUNT, MAX_TIME_MIN, PARTITION, Cluster, ClusterUnavailable, one_node_cluster
-from helpers.workflow import synthesis_responder, tiny_config
+from helpers.workflow import every_benchmark, synthesis_responder, tiny_config
 
 LOCAL_RULES = {"all", "preflight", "report", "report_figures", "report_tables"}
 # The status checks start 2 s after a submission instead of the plugin's 40: the chain of
@@ -80,7 +80,8 @@ def test_the_readme_command_runs_every_rule_as_a_slurm_job_and_resumes(
     workdir = tmp_path / "run"
     workdir.mkdir()
     with FakeServer(responder=synthesis_responder, latency_s=0.2) as server:
-        config = tiny_config(workdir, code_dir, server.base_url, str(tiny_model_dir), benchmark_path)
+        # Every benchmark, so that every rule runs as a job.
+        config = every_benchmark(tiny_config(workdir, code_dir, server.base_url, str(tiny_model_dir), benchmark_path))
         config["seeds"]["num_shards"] = 1
         config["models"]["fake"]["max_concurrency"] = 1  # synthesis runs long enough to be cut
         config["models"]["tiny"]["device"] = "cpu"  # a CPU-only cluster: no job may ask for a GPU

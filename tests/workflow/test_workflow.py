@@ -6,6 +6,7 @@ test runs the embedded model end to end."""
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import json
 import os
@@ -29,6 +30,7 @@ from editforge.backend.fake_server import FakeServer, reference_responder
 from editforge.records import read_jsonl
 from helpers import REPO
 from helpers.workflow import (
+    HUMANEVALFIX,
     SNAKEMAKE,
     planned_rules,
     run_snakemake,
@@ -39,9 +41,9 @@ from helpers.workflow import (
 
 # What the report lists: category, subcategory, file, its label and words of its caption.
 REPORT_ENTRIES = (
-    ("Evaluation", "CanItEdit pass@1", "pass_at_1.png", "pass@1 chart", "beside the rows of the OpenCodeEdit paper"),
-    ("Evaluation", "CanItEdit pass@1", "pass_at_1.html", "pass@1 table", "measured rows first"),
-    ("Evaluation", "CanItEdit pass@1", "summary.csv", "all splits (CSV download)", "Every measured split"),
+    ("Evaluation", "pass@1", "pass_at_1.png", "pass@1 chart", "one panel per configured benchmark"),
+    ("Evaluation", "pass@1", "pass_at_1.html", "pass@1 table", "measured rows first"),
+    ("Evaluation", "pass@1", "summary.csv", "all benchmarks and splits (CSV download)", "Every configured benchmark"),
     ("Data", "Funnel", "funnel.png", "funnel chart", "The data funnel: triplets remaining"),
     ("Data", "Funnel", "funnel.html", "funnel table", "The funnel as a table"),
     ("Data", "Distributions", "diff_sizes.png", "diff size histogram", "Changed lines of each kept triplet"),
@@ -269,7 +271,7 @@ def test_oracle_and_cheats_through_the_evaluation_rules(tmp_path: Path, benchmar
         "hides-failures": 6,
     }
     assert float(summary["oracle-chat"]["excess_code"]) == 0.0
-    preflight = json.loads((tmp_path / "results/evaluation/preflight.json").read_text())
+    preflight = json.loads((tmp_path / "results/evaluation/canitedit/preflight.json").read_text())
     assert (preflight["checked"], preflight["failing"]) == (3, [])
     markdown = (tmp_path / "results/report/summary.md").read_text()
     assert "exits-early" in markdown.split("Samples that pass officially but not strictly:")[1]
@@ -289,7 +291,7 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
     train = list(read_jsonl(results / "dataset/train.jsonl"))
     assert {r["style"] for r in train} == {"lazy", "descriptive"}
     assert (results / "training/tiny-edit/model/config.json").exists()
-    executions = list(read_jsonl(results / "evaluation/tiny-edit/executions.jsonl"))
+    executions = list(read_jsonl(results / "evaluation/canitedit/tiny-edit/executions.jsonl"))
     assert len(executions) == 2 * 2 * 2  # problems x kinds x samples
     assert measured_rows(results / "report") == {"tiny", "tiny-edit"}  # the base model is scored too
     funnel = json.loads((results / "report/funnel.json").read_text())
@@ -329,8 +331,19 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
     config["evaluation"]["samples"] = 3
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     planned = planned_rules(run_snakemake(workdir, "--dry-run"))
-    assert set(planned) == {"eval_generate", "eval_execute", "eval_score", "report_tables", "all"}
+    assert set(planned) == {"eval_generate", "eval_execute", "eval_score", "eval_report", "report_tables", "all"}
     config["evaluation"]["samples"] = 2
+
+    # Another benchmark runs its own evaluation, and decontamination against it reruns what follows.
+    added = copy.deepcopy(config)
+    added["evaluation"]["benchmarks"] = {"canitedit": {}, "humanevalfix": {"source": str(HUMANEVALFIX), "problems": 1}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(added))
+    planned = planned_rules(run_snakemake(workdir, "--dry-run"))
+    assert {name: planned.get(name) for name in ("benchmark_plugin", "benchmark_generate", "benchmark_score")} == {
+        "benchmark_plugin": 1, "benchmark_generate": 2, "benchmark_score": 1
+    }
+    assert {"dedup", "dataset", "finetune"} <= set(planned) and not {"synthesize_round1", "parse"} & set(planned)
+    assert planned["eval_generate"] == 1  # the retrained student only
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
     # A second synthesis model runs its own branch only.
@@ -426,7 +439,7 @@ def test_report_renders_in_a_headless_browser(tiny_run: TinyRun, tmp_path: Path)
     # Each subcategory lists its results by label; the workflow description is the first page.
     show_table = ["Evaluation", ["view", "pass@1 table"]]  # a single subcategory opens with its category
     views = (
-        (show_table, "CanItEdit pass@1"),
+        (show_table, "pass@1"),
         (["Data", "Funnel"], "Funnel"),
         (["Data", "Distributions"], "Distributions"),
     )

@@ -12,6 +12,7 @@
 - ``serving.py``: a model server started for the length of one job
 - ``embedded.py``: the embedded default model (SmolLM2-135M-Instruct)
 - ``fake_server.py``, ``fake_batches.py``: a test double of an OpenAI-compatible server
+- ``fake_answers.py``: the test double's answers, looked up per model and request (a benchmark's references)
 """
 
 from editforge.backend.base import Backend

@@ -1,14 +1,17 @@
-"""Evaluation on CanItEdit: load the benchmark, prompt a model, run the edits
-against the hidden tests in the sandbox, and score pass@k.
+"""Evaluation on CanItEdit, HumanEvalFix and Aider's Exercism set: load a benchmark, prompt a
+model, run the answers against the hidden tests in the sandbox, and score pass@k.
 
-- ``benchmark``: loading, checking and selecting problems
-- ``prompts``: prompt formats and post-processing
-- ``preflight``: the reference programs judge the environment before any generation
-- ``stages``: generate and execute
-- ``harness``: the harness's copied rules (pass@k, ExcessCode's term, the coverage report)
+- ``benchmarks/``: every benchmark as a plug-in of one interface, and the registry
+- ``benchmark``: loading, checking and selecting CanItEdit's problems
+- ``prompts``: CanItEdit's prompt formats and post-processing
+- ``preflight``: CanItEdit's reference programs judge the environment before any generation
+- ``stages``: CanItEdit's generate and execute (with the coverage pass)
+- ``plugin_stages``: the other benchmarks' reference check, generate, execute, second try, score
+- ``harness``: CanItEdit's harness's copied rules (pass@k, ExcessCode's term, the coverage report)
 - ``scoring``: execution records to scores, and the report files
 - ``frames``: the per-problem, summary and harness tables
-- ``summary``: summary.md, the shared sentences, the pass@1 chart, the paper's rows
+- ``summary``: CanItEdit's summary.md, the shared sentences, the pass@1 chart, the paper's rows
+- ``report``: every benchmark in one report; a plug-in benchmark's summary.md
 """
 
 from editforge.evaluation.benchmark import (

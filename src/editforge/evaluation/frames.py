@@ -23,7 +23,14 @@ from editforge.records import STYLES
 if TYPE_CHECKING:
     from editforge.evaluation.scoring import Exclusion, ProblemScore
 
-SPLITS = (*STYLES, "overall", *CHANGE_KINDS)
+
+
+def splits(kinds: Sequence[str]) -> tuple[str, ...]:
+    """The splits a score is reported by: each instruction kind, overall, then CanItEdit's change kinds
+    (only CanItEdit's problems have one, so other benchmarks have no rows for them)."""
+    return (*kinds, "overall", *CHANGE_KINDS)
+
+
 HARNESS_COLUMNS = (
     "Name",
     "Pass@k",
@@ -50,6 +57,7 @@ def per_problem_frame(scored: Sequence[ProblemScore], ks: Sequence[int]) -> pl.D
             "n": p.n,
             "c": p.c,
             "c_strict": p.c_strict,
+            "well_formed": p.well_formed,
         }
         row |= {f"pass@{k}": 100 * pass_at_k(p.n, p.c, k) for k in ks}
         row |= {f"strict_pass@{k}": 100 * pass_at_k(p.n, p.c_strict, k) for k in ks}
@@ -59,22 +67,27 @@ def per_problem_frame(scored: Sequence[ProblemScore], ks: Sequence[int]) -> pl.D
             "excess_code": None if mean is None else 100 * mean,
             "median_uncovered": p.uncovered_median,
         }
+        if p.c_retry is not None:
+            row["c_retry"] = p.c_retry
         rows.append(row)
+    retried = any(p.c_retry is not None for p in scored)
     return pl.DataFrame(
         rows,
         schema={
             "target": pl.String,
-            "problem_id": pl.Int64,
+            "problem_id": pl.Int64 if all(isinstance(p.problem_id, int) for p in scored) else pl.String,
             "full_name": pl.String,
             "kind": pl.String,
             "change_kind": pl.String,
             "n": pl.Int64,
             "c": pl.Int64,
             "c_strict": pl.Int64,
+            "well_formed": pl.Int64,
             **{f"{rule}pass@{k}": pl.Float64 for rule in ("", "strict_") for k in ks},
             "covered": pl.Int64,
             "excess_code": pl.Float64,
             "median_uncovered": pl.Float64,
+            **({"c_retry": pl.Int64} if retried else {}),
         },
     )
 
@@ -103,20 +116,22 @@ def _excess(part: Sequence[ProblemScore]) -> _Excess:
     )
 
 
-def _split(scored: Sequence[ProblemScore], split: str) -> list[ProblemScore]:
-    if split in STYLES:
+def _split(scored: Sequence[ProblemScore], split: str, kinds: Sequence[str]) -> list[ProblemScore]:
+    if split in kinds:
         return [p for p in scored if p.kind == split]
     if split == "overall":
         return list(scored)
     return [p for p in scored if p.change_kind == split]
 
 
-def _by_target(scored: Sequence[ProblemScore]) -> Iterable[tuple[str, str, list[ProblemScore]]]:
+def _by_target(
+    scored: Sequence[ProblemScore], kinds: Sequence[str]
+) -> Iterable[tuple[str, str, list[ProblemScore]]]:
     """(target, split, its problems) for every split that has problems."""
     for target in dict.fromkeys(p.target for p in scored):
         mine = [p for p in scored if p.target == target]
-        for split in SPLITS:
-            part = _split(mine, split)
+        for split in splits(kinds):
+            part = _split(mine, split, kinds)
             if part:
                 yield target, split, part
 
@@ -129,24 +144,29 @@ def summary_frame(
     scored: Sequence[ProblemScore],
     ks: Sequence[int],
     excluded: Sequence[Exclusion],
-    by_id: Mapping[int, Mapping[str, Any]],
+    by_id: Mapping[Any, Mapping[str, Any]],
     isolation: Mapping[str, str],
+    kinds: Sequence[str] = STYLES,
 ) -> pl.DataFrame:
     """One row per target and split that has problems (``summary.csv``), with the problems the
-    preflight excluded from that split and the isolation the target's programs ran under."""
+    preflight excluded from that split (``excluded``, in the benchmark's order) and the isolation the
+    target's programs ran under. Where samples had a second try, ``pass_rate_2``: pass@1 counting a
+    pass on either try."""
+    retried = any(p.c_retry is not None for p in scored)
     rows = []
-    for target, split, part in _by_target(scored):
+    for target, split, part in _by_target(scored, kinds):
         excess = _excess(part)
         names = [
             e.full_name
-            for e in sorted(excluded, key=lambda e: e.problem_id)
-            if split in (*STYLES, "overall") or by_id[e.problem_id]["taxonomy"]["change_kind"] == split
+            for e in excluded
+            if split in (*kinds, "overall") or by_id[e.problem_id].get("taxonomy", {}).get("change_kind") == split
         ]
         rows.append({
             "target": target,
             "split": split,
             "problems": len(part),
             "samples": sum(p.n for p in part),
+            "well_formed": sum(p.well_formed for p in part),
             **{f"pass@{k}": _mean_pass(part, k, strict=False) for k in ks},
             **{f"strict_pass@{k}": _mean_pass(part, k, strict=True) for k in ks},
             "early_exits": sum(p.c - p.c_strict for p in part),
@@ -156,6 +176,7 @@ def summary_frame(
             "mean_median_coverage": excess.mean_median_coverage,
             "excluded": "; ".join(names) or None,
             "isolation": isolation[target],
+            **({"pass_rate_2": _mean_retry(part)} if retried else {}),
         })
     return pl.DataFrame(
         rows,
@@ -164,6 +185,7 @@ def summary_frame(
             "split": pl.String,
             "problems": pl.Int64,
             "samples": pl.Int64,
+            "well_formed": pl.Int64,
             **{f"{rule}pass@{k}": pl.Float64 for rule in ("", "strict_") for k in ks},
             "early_exits": pl.Int64,
             "covered_problems": pl.Int64,
@@ -172,15 +194,20 @@ def summary_frame(
             "mean_median_coverage": pl.Float64,
             "excluded": pl.String,
             "isolation": pl.String,
+            **({"pass_rate_2": pl.Float64} if retried else {}),
         },
     )
 
 
-def harness_frame(scored: Sequence[ProblemScore], ks: Sequence[int]) -> pl.DataFrame:
+def _mean_retry(part: Sequence[ProblemScore]) -> float:
+    return float(np.mean([pass_at_k(p.n, p.c_retry or 0, 1) for p in part])) * 100
+
+
+def harness_frame(scored: Sequence[ProblemScore], ks: Sequence[int], kinds: Sequence[str] = STYLES) -> pl.DataFrame:
     """The rows ``pass_k.py`` prints for each split's folder (named as
     ``separate_results*.sh`` names them), one per k, as strings."""
     rows = []
-    for target, split, part in _by_target(scored):
+    for target, split, part in _by_target(scored, kinds):
         excess = _excess(part)
         counts = [p.n for p in part]
         for k in ks:

@@ -16,7 +16,7 @@ reference program fails in this environment) are named in every table.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +35,10 @@ PASS = "pass"
 # The fields of an execution record that scoring reads, with their JSON types.
 _SCORED: dict[str, tuple[type, ...]] = {
     "target": (str,),
-    "problem_id": (int,),
+    "problem_id": (int, str),
     "full_name": (str,),
     "kind": (str,),
-    "change_kind": (str,),
+    "change_kind": (str, type(None)),
     "sample_index": (int,),
     "completion": (str,),
     "outcome": (str,),
@@ -49,11 +49,13 @@ _SCORED: dict[str, tuple[type, ...]] = {
 }
 # Fields that records written before the strict rule, the coverage pass and the isolation record lack.
 _NEWER = ("tests_finished", "coverage", "coverage_missing", "isolation")
+
+
 @dataclass(frozen=True)
 class Exclusion:
     """A problem the preflight left out before generation."""
 
-    problem_id: int
+    problem_id: int | str
     full_name: str
     reason: str
 
@@ -63,13 +65,15 @@ class ProblemScore:
     """The samples of one (target, problem, instruction kind)."""
 
     target: str
-    problem_id: int
+    problem_id: int | str
     full_name: str
     kind: str
-    change_kind: str
+    change_kind: str | None  # CanItEdit's change kind; None for other benchmarks
     n: int  # every sample
     c: int  # official passes
     c_strict: int  # strict passes
+    well_formed: int  # samples whose answer gave a program
+    c_retry: int | None  # official passes on the first or the second try (None: no second try)
     excess: tuple[float, ...]  # excess_fraction of each official pass with coverage
     uncovered: tuple[int, ...]  # 100 - coverage of the same samples
 
@@ -105,11 +109,12 @@ def read_preflight(path: PathLike) -> tuple[Exclusion, ...]:
         where = f"{path}: excluded entry {number}"
         if not isinstance(entry, dict):
             raise RecordError(f"{where} is not an object")
-        for key, kind in (("problem_id", int), ("full_name", str), ("reason", str)):
+        for key, kinds in (("problem_id", (int, str)), ("full_name", (str,)), ("reason", (str,))):
             if key not in entry:
                 raise RecordError(f"{where} lacks {key}")
-            if not isinstance(entry[key], kind) or isinstance(entry[key], bool):
-                raise RecordError(f"{where}: {key} must be {TYPE_NAMES[kind]}, got {entry[key]!r}")
+            if not isinstance(entry[key], kinds) or isinstance(entry[key], bool):
+                names = " or ".join(TYPE_NAMES[kind] for kind in kinds)
+                raise RecordError(f"{where}: {key} must be {names}, got {entry[key]!r}")
         exclusions.append(Exclusion(entry["problem_id"], entry["full_name"], entry["reason"]))
     return tuple(exclusions)
 
@@ -119,16 +124,21 @@ def score(
     problems: Sequence[Mapping[str, Any]],
     ks: Sequence[int] = (1,),
     excluded: Sequence[Exclusion] = (),
+    kinds: Sequence[str] = STYLES,
+    retries: Iterable[Mapping[str, Any]] | None = None,
 ) -> Scores:
     """Per-problem and per-split scores of execution records.
 
-    ``problems``: the benchmark problems (their ``before`` and ``tests`` give
-    ExcessCode). Splits: lazy, descriptive, overall (all problems of both kinds)
-    and each change kind (both instruction kinds). ``excluded``: the preflight's
-    exclusions; an excluded problem must have no records.
+    ``problems``: the benchmark problems (CanItEdit's ``before`` and ``tests`` give
+    ExcessCode). Splits: each instruction kind of ``kinds`` (CanItEdit's: lazy and
+    descriptive), overall (all problems of every kind) and, for CanItEdit, each
+    change kind. ``excluded``: the preflight's exclusions; an excluded problem must
+    have no records. ``retries``: the second try of each sample whose first failed
+    (Aider's pass_rate_2), where there was one.
     """
     named = ((f"execution record {number}", record) for number, record in enumerate(executions, start=1))
-    return _score(named, problems, ks, excluded)
+    second = None if retries is None else ((f"retry record {n}", r) for n, r in enumerate(retries, start=1))
+    return _score(named, problems, ks, excluded, kinds, second)
 
 
 def run_score(
@@ -138,19 +148,14 @@ def run_score(
     ks: Sequence[int],
     preflight: PathLike | None = None,
 ) -> Scores:
-    """Score execution files (one per target) and write per_problem.csv,
+    """Score CanItEdit's execution files (one per target) and write per_problem.csv,
     summary.csv, summary.md, harness_pass_k.csv and pass_at_1.png to ``out_dir``.
 
     ``preflight``: the preflight's ``preflight.json``, where there is one.
     """
-    ks = _check_ks([1, *ks])
+    ks = check_ks([1, *ks])
     excluded = read_preflight(preflight) if preflight is not None else ()
-    named = (
-        (f"{path}: record {number}", record)
-        for path in execution_paths
-        for number, record in enumerate(read_jsonl(path), start=1)
-    )
-    scores = _score(named, problems, ks, excluded)
+    scores = score_files(execution_paths, problems, ks, excluded)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scores.per_problem.write_csv(out / "per_problem.csv")
@@ -161,16 +166,37 @@ def run_score(
     return scores
 
 
+def score_files(
+    execution_paths: Sequence[PathLike],
+    problems: Sequence[Mapping[str, Any]],
+    ks: Sequence[int],
+    excluded: Sequence[Exclusion] = (),
+    kinds: Sequence[str] = STYLES,
+    retry_paths: Sequence[PathLike] | None = None,
+) -> Scores:
+    """``score`` of the records of execution files (one per target), errors naming file and record."""
+    retries = None if retry_paths is None else named_records(retry_paths)
+    return _score(named_records(execution_paths), problems, ks, excluded, kinds, retries)
+
+
+def named_records(paths: Sequence[PathLike]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every record of ``paths``, each named by its file and number (for messages)."""
+    for path in paths:
+        for number, record in enumerate(read_jsonl(path), start=1):
+            yield f"{path}: record {number}", record
+
+
 @dataclass(frozen=True)
 class _Sample:
     target: str
-    problem_id: int
+    problem_id: int | str
     full_name: str
     kind: str
-    change_kind: str
+    change_kind: str | None
     sample_index: int
     official: bool
     strict: bool
+    well_formed: bool
     excess: float | None  # set for official passes with coverage
     uncovered: int | None  # 100 - coverage, likewise
     isolation: str  # the sandbox's description of the isolation the sample ran under
@@ -181,20 +207,25 @@ def _score(
     problems: Sequence[Mapping[str, Any]],
     ks: Sequence[int],
     excluded: Sequence[Exclusion],
+    kinds: Sequence[str],
+    retries: Iterable[tuple[str, Mapping[str, Any]]] | None,
 ) -> Scores:
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     by_id = {problem["id"]: problem for problem in problems}
     _check_exclusions(excluded, by_id)
     excluded_ids = {exclusion.problem_id for exclusion in excluded}
-    groups: dict[tuple[str, int, str], list[_Sample]] = {}
+    groups: dict[tuple[str, int | str, str], list[_Sample]] = {}
     for where, record in records:
-        sample = _sample(record, where, by_id, excluded_ids)
+        sample = _sample(record, where, by_id, excluded_ids, kinds)
         groups.setdefault((sample.target, sample.problem_id, sample.kind), []).append(sample)
     if not groups:
         raise ValueError("no execution records to score")
-    kind_order: dict[str, int] = {kind: i for i, kind in enumerate(STYLES)}
-    keys = sorted(groups, key=lambda key: (key[0], key[1], kind_order[key[2]]))
-    scored = [_problem_score(groups[key]) for key in keys]
+    second = None if retries is None else _second_passes(retries, groups, by_id, excluded_ids, kinds)
+    kind_order: dict[str, int] = {kind: i for i, kind in enumerate(kinds)}
+    order = _problem_order(by_id)
+    excluded = tuple(sorted(excluded, key=lambda e: order[e.problem_id]))
+    keys = sorted(groups, key=lambda key: (key[0], order[key[1]], kind_order[key[2]]))
+    scored = [_problem_score(groups[key], None if second is None else second.get(key, 0)) for key in keys]
     isolation: dict[str, set[str]] = {}
     for key in keys:
         isolation.setdefault(key[0], set()).update(s.isolation for s in groups[key])
@@ -207,19 +238,65 @@ def _score(
     ]
     return Scores(
         per_problem=per_problem_frame(scored, ks),
-        summary=summary_frame(scored, ks, excluded, by_id, {t: "; ".join(sorted(i)) for t, i in isolation.items()}),
-        harness=harness_frame(scored, ks),
+        summary=summary_frame(
+            scored, ks, excluded, by_id, {t: "; ".join(sorted(i)) for t, i in isolation.items()}, kinds
+        ),
+        harness=harness_frame(scored, ks, kinds),
         early_exits=pl.DataFrame(
             early,
-            schema={"target": pl.String, "problem_id": pl.Int64, "full_name": pl.String, "kind": pl.String,
+            schema={"target": pl.String, "problem_id": _id_type(by_id), "full_name": pl.String, "kind": pl.String,
                     "sample_index": pl.Int64},
         ),
-        excluded=tuple(sorted(excluded, key=lambda e: e.problem_id)),
+        excluded=excluded,
     )
 
 
+def _id_type(by_id: Mapping[Any, Any]) -> type[pl.DataType]:
+    """Problem ids as the benchmark has them: CanItEdit's are integers, the others' strings."""
+    return pl.Int64 if all(isinstance(i, int) for i in by_id) else pl.String
+
+
+def _problem_order(by_id: Mapping[Any, Any]) -> dict[Any, int]:
+    """Each problem's place: CanItEdit's by id, the others' in the benchmark's order (as loaded)."""
+    ids = sorted(by_id) if all(isinstance(i, int) for i in by_id) else list(by_id)
+    return {problem_id: place for place, problem_id in enumerate(ids)}
+
+
+def full_name(problem: Mapping[str, Any]) -> str:
+    """How tables name a problem: CanItEdit's ``full_name`` (``<id>_<name>``), else its id."""
+    return str(problem.get("full_name", problem["id"]))
+
+
+def _second_passes(
+    retries: Iterable[tuple[str, Mapping[str, Any]]],
+    groups: Mapping[tuple[str, int | str, str], Sequence[_Sample]],
+    by_id: Mapping[Any, Mapping[str, Any]],
+    excluded_ids: set[Any],
+    kinds: Sequence[str],
+) -> dict[tuple[str, int | str, str], int]:
+    """Per (target, problem, kind): first-try passes plus the second tries that pass. A second try
+    belongs to a sample whose first try failed."""
+    failed = {(s.target, s.problem_id, s.kind, s.sample_index) for group in groups.values() for s in group
+              if not s.official}
+    counts = {key: sum(s.official for s in group) for key, group in groups.items()}
+    seen: set[tuple[str, int | str, str, int]] = set()
+    for where, record in retries:
+        sample = _sample(record, where, by_id, excluded_ids, kinds)
+        key = (sample.target, sample.problem_id, sample.kind, sample.sample_index)
+        if key not in failed or key in seen:
+            raise RecordError(f"{where} is a second try of {sample.full_name} ({sample.kind}) sample "
+                              f"{sample.sample_index}, whose first try did not fail once")
+        seen.add(key)
+        counts[key[:3]] += sample.official
+    return counts
+
+
 def _sample(
-    record: Mapping[str, Any], where: str, by_id: Mapping[int, Mapping[str, Any]], excluded_ids: set[int]
+    record: Mapping[str, Any],
+    where: str,
+    by_id: Mapping[Any, Mapping[str, Any]],
+    excluded_ids: set[Any],
+    kinds: Sequence[str],
 ) -> _Sample:
     missing = [key for key in _SCORED if key not in record]
     if missing:
@@ -233,10 +310,10 @@ def _sample(
     outcome, coverage, lines = record["outcome"], record["coverage"], record["coverage_missing"]
     if outcome not in OUTCOMES:
         raise RecordError(f"{where} has outcome {outcome!r}, expected one of {', '.join(OUTCOMES)}")
-    if record["kind"] not in STYLES:
-        raise RecordError(f"{where} has kind {record['kind']!r}, expected one of {', '.join(STYLES)}")
+    if record["kind"] not in kinds:
+        raise RecordError(f"{where} has kind {record['kind']!r}, expected one of {', '.join(kinds)}")
     problem = by_id.get(record["problem_id"])
-    if problem is None or problem["full_name"] != record["full_name"]:
+    if problem is None or full_name(problem) != record["full_name"]:
         raise RecordError(
             f"{where} is for problem {record['problem_id']} ({record['full_name']}), which the benchmark file lacks"
         )
@@ -255,7 +332,7 @@ def _sample(
                 f"got {coverage!r} and {lines!r}"
             )
     official = outcome == PASS
-    before, tests = problem["before"], problem["tests"]
+    before, tests = problem.get("before", ""), problem.get("tests", "")
     excess = None if lines is None else excess_fraction(before, record["completion"], tests, lines)
     return _Sample(
         target=record["target"],
@@ -266,13 +343,15 @@ def _sample(
         sample_index=record["sample_index"],
         official=official,
         strict=official and record["tests_finished"],
+        # Plug-in records say whether the answer gave a program; a CanItEdit answer does when its code is not empty.
+        well_formed=bool(record.get("well_formed", record["completion"].strip())),
         excess=excess,
         uncovered=None if coverage is None else 100 - coverage,
         isolation=record["isolation"],
     )
 
 
-def _problem_score(samples: Sequence[_Sample]) -> ProblemScore:
+def _problem_score(samples: Sequence[_Sample], c_retry: int | None) -> ProblemScore:
     first = samples[0]
     return ProblemScore(
         target=first.target,
@@ -283,23 +362,25 @@ def _problem_score(samples: Sequence[_Sample]) -> ProblemScore:
         n=len(samples),
         c=sum(s.official for s in samples),
         c_strict=sum(s.strict for s in samples),
+        well_formed=sum(s.well_formed for s in samples),
+        c_retry=c_retry,
         excess=tuple(s.excess for s in samples if s.excess is not None),
         uncovered=tuple(s.uncovered for s in samples if s.uncovered is not None),
     )
 
 
-def _check_exclusions(excluded: Sequence[Exclusion], by_id: Mapping[int, Mapping[str, Any]]) -> None:
-    seen: set[int] = set()
+def _check_exclusions(excluded: Sequence[Exclusion], by_id: Mapping[Any, Mapping[str, Any]]) -> None:
+    seen: set[int | str] = set()
     for exclusion in excluded:
         problem = by_id.get(exclusion.problem_id)
-        if problem is None or problem["full_name"] != exclusion.full_name:
+        if problem is None or full_name(problem) != exclusion.full_name:
             raise RecordError(f"the preflight excludes {exclusion.full_name}, which the benchmark file lacks")
         if exclusion.problem_id in seen:
             raise RecordError(f"the preflight excludes {exclusion.full_name} twice")
         seen.add(exclusion.problem_id)
 
 
-def _check_ks(ks: Sequence[int]) -> list[int]:
+def check_ks(ks: Sequence[int]) -> list[int]:
     bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, int) or k < 1]
     if bad or not ks:
         raise ValueError(f"k must be a list of positive integers, got {list(ks)!r}")

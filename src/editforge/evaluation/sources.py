@@ -18,15 +18,25 @@ class BenchmarkError(ValueError):
     """The benchmark cannot be loaded, or a record or a selection is invalid."""
 
 
-def benchmark_rows(chosen: str, split: str, advice: str) -> list[tuple[str, Any]]:
-    """The records of a ``.jsonl`` or ``.parquet`` file, or of a hub dataset's ``split``; ``advice`` ends
-    the error when the hub cannot be reached."""
+def benchmark_rows(chosen: str, split: str, advice: str, hub_file: str | None = None) -> list[tuple[str, Any]]:
+    """The records of a ``.jsonl`` or ``.parquet`` file, or of a hub dataset: its ``hub_file`` (a JSON
+    Lines file in the dataset repo) where given, else its ``split``; ``advice`` ends the error when the
+    hub cannot be reached."""
     if chosen.endswith(".jsonl"):
         return jsonl_rows(Path(chosen))
     if chosen.endswith(".parquet"):
         return parquet_rows(Path(chosen))
     if Path(chosen).exists():
         raise BenchmarkError(f"{chosen}: unsupported benchmark file; use a .jsonl or .parquet file")
+    if hub_file is not None:
+        try:
+            path = download_dataset_file(chosen, hub_file)
+        except HubError as err:
+            raise BenchmarkError(
+                f"could not load {hub_file} of the Hugging Face dataset '{chosen}' "
+                f"({type(err.cause).__name__}: {err.cause}); {advice}"
+            ) from err.cause
+        return [(f"{chosen} {where}", row) for where, row in jsonl_rows(path)]
     return hub_rows(chosen, split, advice)
 
 

@@ -56,7 +56,7 @@ def run_generate(
     samples = settings.get("samples")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"evaluation.samples must be a positive integer, got {samples!r}")
-    sampling = _sampling(settings.get("sampling"))
+    sampling = sampling_settings(settings.get("sampling"))
     jobs = [(problem, kind) for problem in problems for kind in STYLES]
     requests = [build_request(problem, kind, fmt, sampling, samples) for problem, kind in jobs]
     with open_backend(target, model_spec, cache_dir) if backend is None else nullcontext(backend) as model:
@@ -122,9 +122,7 @@ def run_execute(
     memory_mb = settings.get("memory_mb", DEFAULT_MEMORY_MB)
     limits = Limits(timeout_s=settings["timeout_s"], memory_mb=memory_mb)
     by_id = {problem["id"]: problem for problem in problems}
-    records = [
-        _completion(record, by_id, completions_path, i) for i, record in enumerate(read_jsonl(completions_path), 1)
-    ]
+    records = [completion_record(r, by_id, completions_path, i) for i, r in enumerate(read_jsonl(completions_path), 1)]
     runnable = [r for r in records if r["error"] is None]
     programs = [r["completion"] + "\n" + by_id[r["problem_id"]]["tests"] for r in runnable]
     label = Path(completions_path).parent.name
@@ -173,7 +171,7 @@ def _execution(
     )
 
 
-def _sampling(values: Any) -> Sampling:
+def sampling_settings(values: Any) -> Sampling:
     if not isinstance(values, Mapping):
         raise ValueError(
             f"evaluation.sampling must be a mapping with temperature, top_p and max_tokens, got {values!r}"
@@ -186,7 +184,7 @@ def _sampling(values: Any) -> Sampling:
     )
 
 
-def _completion(
+def completion_record(
     record: dict[str, Any], by_id: Mapping[int, Problem], path: PathLike, number: int
 ) -> CompletionRecord:
     missing = [key for key in CompletionRecord.__annotations__ if key not in record]

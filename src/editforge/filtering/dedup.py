@@ -24,10 +24,17 @@ from typing import Any
 import numpy as np
 
 from editforge.filtering.checks import TRIPLET_FIELDS, is_kept, require_fields
-from editforge.filtering.decontamination import BenchmarkIndex, ContaminationError, code_shingles, decontaminate
+from editforge.filtering.decontamination import (
+    BenchmarkIndex,
+    BenchmarkText,
+    ContaminationError,
+    canitedit_texts,
+    code_shingles,
+    decontaminate,
+)
 from editforge.filtering.exact import exact_keys
 from editforge.filtering.minhash import Bands, Sketcher, Sketches, jaccard, words
-from editforge.records import PathLike, drop, read_jsonl, status_counts, write_json, write_jsonl
+from editforge.records import PathLike, RecordError, drop, read_jsonl, status_counts, write_json, write_jsonl
 
 NEAR_DUPLICATE_REASONS = ("near_duplicate_code", "near_duplicate_diff", "near_duplicate_instruction")
 
@@ -48,8 +55,9 @@ def run_dedup(
     Reads the records of ``in_paths`` in order and writes all of them to
     ``out_path``. Of each group of duplicates the first in that order is kept.
     Decontamination runs first, so a clean triplet is never dropped as the
-    duplicate of a contaminated one. ``benchmark`` is the list of benchmark
-    problems (None skips decontamination). Raises ContaminationError when the
+    duplicate of a contaminated one. ``benchmark`` is the list of CanItEdit's
+    problems (None skips decontamination); ``settings["benchmark_texts"]``, where
+    given, names files of the other benchmarks' texts (``read_benchmark_texts``). Raises ContaminationError when the
     contaminated share of kept triplets exceeds
     ``decontamination.max_contaminated_share``. Returns the status counts.
     The report's ``similarity`` of a near duplicate is the exact Jaccard
@@ -68,7 +76,8 @@ def run_dedup(
 
     contaminated: list[dict[str, Any]] = []
     if benchmark is not None:
-        contaminated = decontaminate(records, BenchmarkIndex(benchmark, decontamination))
+        entries = canitedit_texts(benchmark) + read_benchmark_texts(settings.get("benchmark_texts", []))
+        contaminated = decontaminate(records, BenchmarkIndex.from_texts(entries, decontamination))
     kept_contaminated = [m for m in contaminated if m["kept_before"]]
     share = len(kept_contaminated) / len(kept) if kept else 0.0
     if share > decontamination["max_contaminated_share"]:
@@ -96,6 +105,18 @@ def run_dedup(
         },
     )
     return counts
+
+
+def read_benchmark_texts(paths: Sequence[PathLike]) -> list[BenchmarkText]:
+    """The texts of files of BenchmarkText rows (``{"problem", "field", "kind", "text", "strict"}`` a line)."""
+    texts = []
+    for path in paths:
+        for number, row in enumerate(read_jsonl(path), start=1):
+            missing = [field for field in BenchmarkText._fields if field not in row]
+            if missing:
+                raise RecordError(f"{path}: record {number} lacks {', '.join(missing)}")
+            texts.append(BenchmarkText(**{field: row[field] for field in BenchmarkText._fields}))
+    return texts
 
 
 # The word lists compared for the kinds of near duplicate other than code (which compares canonical code).

@@ -2,7 +2,8 @@
 
 - ``funnel``: the triplets each stage kept, why the rest were dropped, what the calls cost
 - ``figures``: the diff-size and topic-size histograms
-- ``tables``: pass@1 beside the paper's rows and the funnel, as HTML pages for ``snakemake --report``
+- ``tables``: pass@1 per benchmark beside its quoted rows, and the funnel, as HTML pages for
+  ``snakemake --report``
 """
 
 from editforge.reporting.figures import write_figures

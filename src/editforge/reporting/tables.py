@@ -1,7 +1,7 @@
 """The report's tables (``snakemake --report``): pass@1 per target (official and
-strict rules, ExcessCode) beside the paper's rows, and the triplets left after
-each stage. They are written as small self-contained HTML pages, which the
-report shows inline (a CSV or Markdown file would only be a download there).
+strict rules) beside each benchmark's quoted rows, one table per benchmark, and the
+triplets left after each stage. They are written as small self-contained HTML pages,
+which the report shows inline (a CSV or Markdown file would only be a download there).
 """
 
 from __future__ import annotations
@@ -10,10 +10,21 @@ import html
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from editforge.evaluation.benchmarks.aider_exercism import RETRY_LINES
+from editforge.evaluation.benchmarks.registry import benchmark
+from editforge.evaluation.report import (
+    QUOTED_ROW,
+    SECOND_TRY,
+    has_second_try,
+    measured_wide,
+    quoted_score,
+    quoted_sources,
+    well_formed_cell,
+)
 from editforge.evaluation.summary import (
     PAPER_ROWS,
     QUOTED_SOURCE,
@@ -23,8 +34,13 @@ from editforge.evaluation.summary import (
 )
 from editforge.records import PathLike
 
+if TYPE_CHECKING:
+    from editforge.evaluation.benchmarks.base import Benchmark
+
 MEASURED = "measured"
 QUOTED = "quoted from the paper, not measured"
+# One table of the pass@1 page: its title, the table and the note under it.
+Section = tuple[str, pl.DataFrame, str]
 
 _CSS = """
 body { font-family: sans-serif; font-size: 14px; margin: 8px; color: #222; }
@@ -75,6 +91,39 @@ def pass_at_1_table(summary: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([measured, quoted])
 
 
+def plugin_table(summary: pl.DataFrame, bench: Benchmark) -> pl.DataFrame:
+    """A plug-in benchmark's pass@1 (%) per measured target, then its quoted rows: model, each kind and
+    overall (official rule), their strict pass@1s, ``pass_rate_2`` where a second try was measured, the
+    well-formed answers (measured rows only), source, and a check naming early exits."""
+    splits = (*bench.kinds, "overall")
+    retry = [SECOND_TRY] if has_second_try(summary) else []
+    rows: list[dict[str, Any]] = [
+        {
+            "model": row["target"],
+            **{split: row[split] for split in splits},
+            **{f"{split} (strict)": row[f"{split}_strict"] for split in splits},
+            **{column: row[column] for column in retry},
+            "well-formed answers": well_formed_cell(row),
+            "source": MEASURED,
+            "check": f"flagged: {row['early_exits']} samples pass officially but not strictly"
+            if row["early_exits"] else None,
+        }
+        for row in measured_wide(summary, bench.kinds)
+    ]
+    rows += [
+        {"model": q.model, **{split: quoted_score(bench, q, split) for split in splits}, "source": QUOTED_ROW}
+        for q in bench.quoted
+    ]
+    schema = {
+        "model": pl.String,
+        **dict.fromkeys(splits, pl.Float64),
+        **{f"{split} (strict)": pl.Float64 for split in splits},
+        **dict.fromkeys(retry, pl.Float64),
+        **dict.fromkeys(("well-formed answers", "source", "check"), pl.String),
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
 def excluded_note(summary: pl.DataFrame) -> str:
     """The problems the preflight left out, as ``summary.csv`` names them."""
     names = summary.filter(pl.col("split") == "overall")["excluded"].drop_nulls().unique().to_list()
@@ -121,22 +170,36 @@ def calls_frame(synthesis: Mapping[str, Mapping[str, Any]]) -> pl.DataFrame:
 def html_table(frame: pl.DataFrame, title: str, note: str = "",
                more: Sequence[tuple[str, pl.DataFrame]] = ()) -> str:
     """A self-contained HTML page with ``frame`` as a table (and the ``more`` tables after it, each
-    with its title): numbers right-aligned, floats with two decimals, nulls as a dash; rows whose
-    ``source`` is the paper's in grey."""
-    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
-    body = _table_html(frame) + note_html
+    with its title): numbers right-aligned, floats with two decimals, nulls as a dash; quoted rows
+    (their ``source`` starts with "quoted") in grey."""
+    body = _table_html(frame) + _note_html(note)
     body += "".join(f"<h3>{html.escape(name)}</h3>{_table_html(table)}" for name, table in more)
+    return _page(title, f"<h3>{html.escape(title)}</h3>{body}")
+
+
+def html_sections(title: str, sections: Sequence[Section]) -> str:
+    """A self-contained HTML page with one titled table and its note per section, as ``html_table``."""
+    body = "".join(f"<h3>{html.escape(name)}</h3>{_table_html(table)}{_note_html(note)}"
+                   for name, table, note in sections)
+    return _page(title, body)
+
+
+def _page(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body><h3>{html.escape(title)}</h3>{body}</body></html>\n"
+        f"<style>{_CSS}</style></head><body>{body}</body></html>\n"
     )
+
+
+def _note_html(note: str) -> str:
+    return f'<p class="note">{html.escape(note)}</p>' if note else ""
 
 
 def _table_html(frame: pl.DataFrame) -> str:
     header = "".join(f"<th>{html.escape(name)}</th>" for name in frame.columns)
     rows = []
     for row in frame.iter_rows(named=True):
-        quoted = ' class="quoted"' if row.get("source") == QUOTED else ""
+        quoted = ' class="quoted"' if str(row.get("source") or "").startswith("quoted") else ""
         rows.append(f"<tr{quoted}>{''.join(_cell(value) for value in row.values())}</tr>")
     return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -152,16 +215,32 @@ def _cell(value: Any) -> str:
 
 
 def write_tables(summary_csv: PathLike, funnel_json: PathLike, pass_at_1_html: PathLike, funnel_html: PathLike) -> None:
-    """The pass@1 table (from ``summary.csv``) and the stage counts (from ``funnel.json``) as HTML pages."""
+    """The pass@1 tables, one per benchmark (from the merged ``summary.csv``), and the stage counts (from
+    ``funnel.json``) as HTML pages."""
     # Columns that can be all empty, which would read as strings.
     summary = pl.read_csv(
         summary_csv,
         schema_overrides={
             "excluded": pl.String,
             "isolation": pl.String,
-            **dict.fromkeys(("excess_code", "excess_code_se"), pl.Float64),
+            **dict.fromkeys(("excess_code", "excess_code_se", SECOND_TRY), pl.Float64),
         },
     )
+    if "benchmark" not in summary.columns:
+        raise ValueError(f"{summary_csv}: no benchmark column; the evaluation report (eval_report) writes it")
+    sections = []
+    for name in summary["benchmark"].unique(maintain_order=True):
+        part = summary.filter(pl.col("benchmark") == name).drop("benchmark")
+        sections.append(canitedit_section(part) if name == "canitedit" else plugin_section(part, benchmark(name)))
+    Path(pass_at_1_html).write_text(html_sections("pass@1 (%) per benchmark", sections), encoding="utf-8")
+    funnel = json.loads(Path(funnel_json).read_text())
+    title = "Triplets remaining after each stage"
+    calls = ("Synthesis calls per model and round", calls_frame(funnel.get("synthesis", {})))
+    Path(funnel_html).write_text(html_table(stage_frame(funnel["stages"]), title, more=[calls]), encoding="utf-8")
+
+
+def canitedit_section(summary: pl.DataFrame) -> Section:
+    """CanItEdit's table beside the paper's rows, and its note."""
     note = (
         "Measured rows cover the problems this run evaluated, every sample counted. lazy, descriptive and "
         "overall follow the official rule (exit status 0, as the harness); strict also needs the tests to "
@@ -169,12 +248,26 @@ def write_tables(summary_csv: PathLike, funnel_json: PathLike, pass_at_1_html: P
         f"{excluded_note(summary)} {isolation_sentence(summary)} Rows in grey are copied from {QUOTED_SOURCE}; "
         "they cover all 105 problems with 20 samples each."
     )
+    return "CanItEdit pass@1 (%)", pass_at_1_table(summary), _warned(summary, note)
+
+
+def plugin_section(summary: pl.DataFrame, bench: Benchmark) -> Section:
+    """A plug-in benchmark's table beside its quoted rows, and its note."""
+    splits = ", ".join((*bench.kinds, "overall"))
+    retry = (
+        f" {SECOND_TRY} is pass@1 after a second try with the first {RETRY_LINES} lines of the test output, "
+        "as Aider does."
+        if has_second_try(summary) else ""
+    )
+    note = (
+        f"Measured rows cover the problems this run evaluated, every sample counted. {splits} follow the "
+        "official rule (exit status 0); strict also needs the tests to reach their end; well-formed answers "
+        f"are the samples whose answer gave a program to run.{retry} {excluded_note(summary)} "
+        f"{isolation_sentence(summary)} Rows in grey are quoted, not measured. {' '.join(quoted_sources(bench.quoted))}"
+    )
+    return f"{bench.title} pass@1 (%)", plugin_table(summary, bench), _warned(summary, note.rstrip())
+
+
+def _warned(summary: pl.DataFrame, note: str) -> str:
     warning = unisolated_warning(summary)
-    if warning:
-        note = warning.replace("**", "").replace("`", "") + " " + note
-    table = pass_at_1_table(summary)
-    Path(pass_at_1_html).write_text(html_table(table, "CanItEdit pass@1 (%)", note), encoding="utf-8")
-    funnel = json.loads(Path(funnel_json).read_text())
-    title = "Triplets remaining after each stage"
-    calls = ("Synthesis calls per model and round", calls_frame(funnel.get("synthesis", {})))
-    Path(funnel_html).write_text(html_table(stage_frame(funnel["stages"]), title, more=[calls]), encoding="utf-8")
+    return warning.replace("**", "").replace("`", "") + " " + note if warning else note

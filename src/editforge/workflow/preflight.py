@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from editforge.backend import open_backend
 from editforge.backend.cache import CacheNotWritable, CompletionCache
-from editforge.config import benchmark_source
+from editforge.config import benchmark_settings
 from editforge.hub import hub_offline
 
 # What one cached answer takes on disk: its text (a token is about 4 characters; answers
@@ -181,29 +181,39 @@ def _size(count: float) -> str:
     return f"{count / 1000:.1f} GB"
 
 
-def check_benchmark(source: str, loaded: str | os.PathLike[str]) -> str:
-    """Check that the benchmark loads, unless the workflow already holds its checked copy ``loaded``."""
-    from editforge.evaluation.benchmark import BenchmarkError, load_benchmark
+def check_benchmark(source: str, loaded: str | os.PathLike[str], name: str = "canitedit") -> tuple[str, int]:
+    """Check that benchmark ``name`` loads, unless the workflow already holds its checked copy ``loaded``;
+    return the line to print and its number of problems."""
+    from editforge.evaluation.benchmarks.registry import benchmark
+    from editforge.evaluation.sources import BenchmarkError
+    from editforge.records import read_jsonl
 
     if Path(loaded).is_file():
-        return f"benchmark: {loaded} is loaded"
+        return f"benchmark {name}: {loaded} is loaded", sum(1 for _ in read_jsonl(loaded))
     try:
-        problems = load_benchmark(source)
+        problems = benchmark(name).load(source)
     except BenchmarkError as err:
-        raise PreflightError(f"benchmark: {err}") from None
-    return f"benchmark: {len(problems)} problems load from {source}"
+        raise PreflightError(f"benchmark {name}: {err}") from None
+    return f"benchmark {name}: {len(problems)} problems load from {source}", len(problems)
 
 
-def expected_answers(cfg: dict[str, Any], use: str) -> int:
+def expected_answers(cfg: dict[str, Any], use: str, sizes: dict[str, int] | None = None) -> int:
     """About how many answers one model gives in this run: for synthesis, the prompts times the
     calls a dialogue takes (sectioned: one a section of round 1, one for round 2); for evaluation,
-    the problems times both instruction kinds times the samples."""
+    per benchmark the selected problems times its instruction kinds, samples and tries (``sizes``:
+    each benchmark's number of problems, for a selection of all)."""
     if use == "synthesis":
         calls = 5 if cfg["synthesis"]["mode"] == "sectioned" else 2
         return int(cfg["seeds"].get("num_prompts", 0)) * calls
-    problems = cfg["evaluation"]["problems"]
-    count = 105 if problems is None else problems if isinstance(problems, int) else len(problems)  # None: all 105
-    return count * 2 * int(cfg["evaluation"]["samples"])
+    from editforge.evaluation.benchmarks.registry import benchmark
+
+    total = 0
+    for name in cfg["evaluation"]["benchmarks"]:
+        settings, size = benchmark_settings(cfg, name), (sizes or {}).get(name, 0)
+        problems = settings["problems"]
+        count = size if problems is None else problems if isinstance(problems, int) else len(problems)
+        total += count * len(benchmark(name).kinds) * int(settings["samples"]) * int(settings["tries"])
+    return total
 
 
 def run_model_preflight(name: str, use: str, cfg: dict[str, Any], benchmark_copy: str | os.PathLike[str]) -> list[str]:
@@ -221,11 +231,17 @@ def run_model_preflight(name: str, use: str, cfg: dict[str, Any], benchmark_copy
     - an in-process model can be loaded: the embedded model is installed, a local folder
       exists, a hub id is in the local cache when ``HF_HUB_OFFLINE`` is set;
     - ``cache_dir`` is writable and its disk has room, roughly, for this model's answers;
-    - the benchmark loads (decontamination and evaluation need it after the paid work).
+    - every configured benchmark loads (decontamination and evaluation need them after the paid work).
     """
     sampling = cfg["synthesis" if use == "synthesis" else "evaluation"]["sampling"]
+    # Every configured benchmark, its checked copy beside CanItEdit's (results/benchmark/<name>.jsonl).
+    copies = {name: Path(benchmark_copy).with_name(f"{name}.jsonl") for name in cfg["evaluation"]["benchmarks"]}
+    benchmarks = {
+        name: check_benchmark(benchmark_settings(cfg, name)["source"], copy, name) for name, copy in copies.items()
+    }
+    sizes = {name: size for name, (_, size) in benchmarks.items()}
     return [
         check_model(name, cfg["models"][name]),
-        check_cache_dir(cfg["cache_dir"], expected_answers(cfg, use), int(sampling["max_tokens"])),
-        check_benchmark(benchmark_source(cfg), benchmark_copy),
+        check_cache_dir(cfg["cache_dir"], expected_answers(cfg, use, sizes), int(sampling["max_tokens"])),
+        *(line for line, _ in benchmarks.values()),
     ]

@@ -1,6 +1,6 @@
 """What a finished run prints: one screen, not the files themselves.
 
-The measured pass@1 rows (the paper's rows stay in ``summary.md``), the
+The measured pass@1 rows of each benchmark (the quoted rows stay in ``summary.md``), the
 triplets left after each stage, the failed calls per synthesis model where
 there were any, and where the report and the files are.
 """
@@ -8,6 +8,7 @@ there were any, and where the report and the files are.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from editforge.records import PathLike
@@ -20,8 +21,10 @@ def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = 
     summary = report / "summary.md"
     if summary.is_file():
         text = summary.read_text(encoding="utf-8")
-        lines += ["", "CanItEdit pass@1 (%), measured:", *_measured_rows(text)]
-        lines += sorted({line.strip("*") for line in text.splitlines() if line.startswith("**Warning")})
+        for title, rows in _measured_sections(text):
+            lines += ["", f"{title}, measured:", *rows]
+        warnings = sorted({line.strip("*") for line in text.splitlines() if line.startswith("**Warning")})
+        lines += ["", *warnings] if warnings else []
     funnel_path = report / "funnel.json"
     if funnel_path.is_file():
         funnel = json.loads(funnel_path.read_text(encoding="utf-8"))
@@ -36,7 +39,7 @@ def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = 
         }
         if failed:
             lines.append("Failed calls: " + ", ".join(f"{model} {count:.0f}" for model, count in failed.items()))
-    tables = [f"{path} ({what})" for path, what in ((summary, "pass@k, all splits, the paper's rows"),
+    tables = [f"{path} ({what})" for path, what in ((summary, "pass@k per benchmark, all splits, the quoted rows"),
                                                     (report / "funnel.md", "every stage and drop")) if path.is_file()]
     lines.append("")
     if tables:
@@ -49,12 +52,28 @@ def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = 
     return "\n".join(lines)
 
 
-def _measured_rows(markdown: str) -> list[str]:
-    """The first table of summary.md: its header and the rows measured in this run."""
-    table: list[str] = []
+def _measured_sections(markdown: str) -> list[tuple[str, list[str]]]:
+    """Per benchmark section of summary.md (the headings at the level of the one above the first table):
+    its title and its first table's header and measured rows."""
+    sections: list[tuple[int, str, list[str]]] = []  # (heading level, title, first table)
+    table_done = False
     for line in markdown.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-        elif table:
-            break
-    return table[:2] + [row for row in table[2:] if row.rstrip(" |").endswith("measured") and "not measured" not in row]
+        heading = re.match(r"(#+) (.*)", line)
+        if heading:
+            sections.append((len(heading.group(1)), heading.group(2).strip(), []))
+            table_done = False
+        elif sections and line.startswith("|") and not table_done:
+            sections[-1][2].append(line)
+        elif sections and sections[-1][2]:
+            table_done = True
+    level = next((level for level, _, table in sections if table), None)
+    return [
+        (title, table[:2] + [row for row in table[2:] if _is_measured(row)])
+        for own, title, table in sections
+        if own == level and table
+    ]
+
+
+def _is_measured(row: str) -> bool:
+    """Whether a table row's last cell (its source) says measured (flagged or not), not quoted."""
+    return row.strip().strip("|").split("|")[-1].strip().startswith("measured")

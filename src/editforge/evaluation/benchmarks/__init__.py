@@ -3,6 +3,7 @@
 - ``base``: the interface: loading, instruction kinds, requests, the program a sample runs,
   the reference check, the texts decontamination must find, quoted rows
 - ``registry``: the benchmarks by name
+- ``canitedit``: CanItEdit (105): edit a program as a lazy or a descriptive instruction asks
 - ``humanevalfix``: HumanEvalFix (Python, 164): fix the bug in one function
 - ``aider_exercism``: Aider's Exercism Python set (133, the 2023 set): implement a stub file
 """

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from editforge.backend import Request, Sampling
-from editforge.edit_format import edit_messages
+from editforge.edit_format import FENCE_CLOSE, FENCE_OPEN, edit_messages
 from editforge.evaluation.benchmarks.base import Benchmark, BenchmarkProblem, Program, QuotedRow, folder_program
 from editforge.evaluation.prompts import FENCE, postprocess
 from editforge.evaluation.sources import BenchmarkError
@@ -114,6 +114,8 @@ class AiderExercism(Benchmark):
     kinds = (KIND,)
     timeout_s = TIMEOUT_S
     instruction_fields = ("instructions",)
+    sampling_defaults = {"max_tokens": 4096}  # whole files: the longest example solution is about 2,600 tokens
+    retries = True
     quoted = (
         QuotedRow(
             model="Qwen2.5-Coder-7B-Instruct",
@@ -180,8 +182,33 @@ class AiderExercism(Benchmark):
         return exercise_program(problem, changed)
 
     def reference_programs(self, problem: BenchmarkProblem, kind: str) -> tuple[Program, Program]:
+        """The main stub replaced by the example solution (the oracle) or left as it is (the anti-oracle),
+        each ending with one newline, as a whole-format answer gives a file (3 stubs and 1 example of the
+        2023 set end otherwise: with blank lines, trailing spaces or no newline)."""
         self.check_kind(kind)
-        return exercise_program(problem, {problem["main_stub"]: problem["example"]}), exercise_program(problem, {})
+        main = problem["main_stub"]
+        oracle, anti_oracle = (whole_file(text) for text in (problem["example"], problem["stubs"][main]))
+        return exercise_program(problem, {main: oracle}), exercise_program(problem, {main: anti_oracle})
+
+    def reference_answers(self, problem: BenchmarkProblem, kind: str, family: str) -> tuple[str, str]:
+        """The example solution and the unchanged main stub as answers: ``harness``, the stub's name line
+        and the file in a fenced block (Aider's ``whole`` format); ``editforge``, the fenced block alone."""
+        self.check_kind(kind)
+        self.check_family(family)
+        main = problem["main_stub"]
+        texts = (whole_file(problem["example"]), whole_file(problem["stubs"][main]))
+        if family == "harness":
+            oracle, anti_oracle = (file_listing({main: text}).lstrip("\n") for text in texts)
+        else:
+            oracle, anti_oracle = (FENCE_OPEN + text + FENCE_CLOSE for text in texts)
+        return oracle, anti_oracle
+
+    def retry_request(
+        self, problem: BenchmarkProblem, kind: str, family: str, answer: str, test_output: str, sampling: Sampling
+    ) -> Request:
+        self.check_kind(kind)
+        self.check_family(family)
+        return Request(messages=second_turn(problem, answer, test_output, family), sampling=sampling, n=1)
 
     def reference_texts(self, problem: BenchmarkProblem) -> dict[str, str]:
         # The exercise's texts joined by blank lines (the request joins them as Aider does, with nothing between).
@@ -197,6 +224,11 @@ def exercise_program(problem: BenchmarkProblem, changed: Mapping[str, str]) -> P
     """The exercise folder (its stubs, with ``changed`` replacing some, and its tests) running unittest."""
     files = {**problem["stubs"], **changed, **problem["tests"]}
     return folder_program(files, UNITTEST_COMMAND, TIMEOUT_S)
+
+
+def whole_file(text: str) -> str:
+    """A file as a whole-format answer gives it: its text without its trailing newlines, then one."""
+    return text.rstrip("\n") + "\n"
 
 
 def exercise_text(problem: BenchmarkProblem) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from editforge.backend import Request, Sampling
@@ -57,6 +58,11 @@ class Benchmark(ABC):
     quoted: ClassVar[tuple[QuotedRow, ...]] = ()
     # The fields of ``reference_texts`` that are prose (compared as instructions); the rest are code.
     instruction_fields: ClassVar[tuple[str, ...]] = ()
+    # Sampling settings the benchmark needs whatever the config's evaluation.sampling says
+    # (Aider's whole files need room), overridden only by the benchmark's own settings.
+    sampling_defaults: ClassVar[Mapping[str, Any]] = {}
+    # A second try with the test output (Aider's pass_rate_2) is possible.
+    retries: ClassVar[bool] = False
 
     def source(self, configured: str | None = None) -> str:
         """Where the problems come from: the environment variable, else the configured source, else the default."""
@@ -66,12 +72,17 @@ class Benchmark(ABC):
         return chosen
 
     hub_split: ClassVar[str] = "test"
+    hub_file: ClassVar[str | None] = None  # a JSON Lines file of the hub dataset to read instead of a split
 
     def load(self, configured: str | None = None) -> list[dict[str, Any]]:
         """Every problem, checked (``check``), in a stable order; each with a unique string ``id``."""
         chosen = self.source(configured)
         advice = f"set {self.env_var} to a local copy of the benchmark (a .jsonl or .parquet file)"
-        problems = [self.check(row, where) for where, row in benchmark_rows(chosen, self.hub_split, advice)]
+        if chosen.endswith((".jsonl", ".parquet")) and not Path(chosen).is_file():
+            origin = f" (from {self.env_var})" if os.environ.get(self.env_var) else ""
+            raise BenchmarkError(f"{self.name}: {chosen}{origin}: benchmark file not found; {advice}")
+        rows = benchmark_rows(chosen, self.hub_split, advice, self.hub_file)
+        problems = [self.check(row, where) for where, row in rows]
         if not problems:
             raise BenchmarkError(f"{self.name}: {chosen}: no problems")
         ids = [problem["id"] for problem in problems]
@@ -97,8 +108,48 @@ class Benchmark(ABC):
         """The oracle (the reference solution: must pass) and the anti-oracle (the unchanged input)."""
 
     @abstractmethod
+    def reference_answers(self, problem: BenchmarkProblem, kind: str, family: str) -> tuple[str, str]:
+        """The answers of a perfect model and of one that changes nothing, in format ``family``: their
+        programs are the reference programs (the oracle and anti-oracle through the whole harness)."""
+
+    @abstractmethod
     def reference_texts(self, problem: BenchmarkProblem) -> dict[str, str]:
         """Every text of the problem a training sample must not contain (decontamination), by field."""
+
+    def retry_request(
+        self, problem: BenchmarkProblem, kind: str, family: str, answer: str, test_output: str, sampling: Sampling
+    ) -> Request:
+        """The second try after a failed ``answer`` (``retries`` benchmarks): the conversation goes on
+        with the test output."""
+        raise BenchmarkError(f"{self.name}: no second try; set evaluation.benchmarks.{self.name}.tries: 1")
+
+    def select(self, problems: Sequence[BenchmarkProblem], spec: int | Sequence[Any] | None) -> list[BenchmarkProblem]:
+        """``None``: every problem; an int N: the first N (in the benchmark's order); a list: exactly those ids."""
+        ordered = list(problems)
+        if spec is None:
+            return ordered
+        where = f"evaluation.benchmarks.{self.name}.problems"
+        if isinstance(spec, bool) or isinstance(spec, str):
+            raise BenchmarkError(f"{where}: expected null, a count or a list of problem ids, got {spec!r}")
+        if isinstance(spec, int):
+            if not 1 <= spec <= len(ordered):
+                raise BenchmarkError(f"{where}: a count must be between 1 and {len(ordered)}, got {spec}")
+            return ordered[:spec]
+        ids = list(spec)
+        known = {problem["id"] for problem in ordered}
+        unknown = [i for i in ids if i not in known]
+        if unknown or not ids or len(set(ids)) != len(ids):
+            example = ", ".join(repr(problem["id"]) for problem in ordered[:2])
+            raise BenchmarkError(
+                f"{where}: a list must name distinct problem ids (such as {example}); unknown: {unknown!r}"
+            )
+        wanted = set(ids)
+        return [problem for problem in ordered if problem["id"] in wanted]
+
+    def family(self, prompt_format: str) -> str:
+        """The format family a model's ``prompt_format`` asks for: ``editforge`` for our own, the
+        benchmark's harness for any harness format (``canitedit-*``)."""
+        return "editforge" if prompt_format == "editforge" else "harness"
 
     def check_kind(self, kind: str) -> None:
         if kind not in self.kinds:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from editforge.backend import Request, Sampling
-from editforge.edit_format import edit_messages
+from editforge.edit_format import FENCE_CLOSE, FENCE_OPEN, edit_messages
 from editforge.evaluation.benchmarks.base import Benchmark, BenchmarkProblem, Program, QuotedRow
 from editforge.evaluation.prompts import cut_at_stops, postprocess
 from editforge.evaluation.sources import BenchmarkError
@@ -76,10 +76,9 @@ class HumanEvalFix(Benchmark):
     name: ClassVar[str] = "humanevalfix"
     title: ClassVar[str] = "HumanEvalFix (Python)"
     env_var: ClassVar[str] = "EDITFORGE_HUMANEVALFIX"
-    # The hub copy keeps each language in its own config; the loader takes no config, so the hub
-    # path only works where it finds the Python rows: a local copy (EDITFORGE_HUMANEVALFIX) is the
-    # reliable source.
+    # The hub copy keeps each language in its own folder, as JSON Lines: the Python file is read.
     default_source: ClassVar[str | None] = "bigcode/humanevalpack"
+    hub_file: ClassVar[str | None] = "data/python/data/humanevalpack.jsonl"
     kinds: ClassVar[tuple[str, ...]] = ("tests", "docs")
     timeout_s: ClassVar[int] = 10
     instruction_fields: ClassVar[tuple[str, ...]] = ("docstring",)
@@ -187,6 +186,23 @@ class HumanEvalFix(Benchmark):
         base = self.prompt_base(problem, kind)
         oracle = self.assemble(problem, base + problem["canonical_solution"])
         anti_oracle = self.assemble(problem, base + problem["buggy_solution"])
+        return oracle, anti_oracle
+
+    def reference_answers(self, problem: BenchmarkProblem, kind: str, family: str) -> tuple[str, str]:
+        """The candidates of ``reference_programs`` (prompt base + canonical or buggy body) as answers.
+
+        ``harness``: the continuation of the prompt, which ends with the prompt base right-stripped: the
+        base's trailing blanks, then the body. ``editforge``: the candidate in a fenced block, as it is
+        (in the tests kind without the shown tests: the hidden test runs the same checks).
+        """
+        self.check_family(family)
+        base = self.prompt_base(problem, kind)
+        bodies = (problem["canonical_solution"], problem["buggy_solution"])
+        if family == "harness":
+            blanks = base[len(base.rstrip()) :]
+            oracle, anti_oracle = (blanks + body for body in bodies)
+        else:
+            oracle, anti_oracle = (FENCE_OPEN + base + body + FENCE_CLOSE for body in bodies)
         return oracle, anti_oracle
 
     def reference_texts(self, problem: BenchmarkProblem) -> dict[str, str]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from editforge.evaluation.benchmarks.aider_exercism import AiderExercism
 from editforge.evaluation.benchmarks.base import Benchmark
+from editforge.evaluation.benchmarks.canitedit import CanItEdit
 from editforge.evaluation.benchmarks.humanevalfix import HumanEvalFix
 from editforge.evaluation.sources import BenchmarkError
 
-BENCHMARKS: dict[str, type[Benchmark]] = {cls.name: cls for cls in (HumanEvalFix, AiderExercism)}
+BENCHMARKS: dict[str, type[Benchmark]] = {cls.name: cls for cls in (CanItEdit, HumanEvalFix, AiderExercism)}
 
 
 def benchmark(name: str) -> Benchmark:
