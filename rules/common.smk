@@ -24,7 +24,7 @@ STUDENTS = list(config["training"]["students"])
 TARGETS = config["evaluation"]["targets"]
 # The benchmarks to evaluate on (evaluation.benchmarks), each with its settings filled in (config.benchmark_settings);
 # CanItEdit has its own rules, the other benchmarks (plug-ins) share the benchmark_* rules.
-BENCHMARK_NAMES = list(config["evaluation"]["benchmarks"])
+BENCHMARK_NAMES = efconfig.benchmark_names(config)
 CANITEDIT = efconfig.benchmark_settings(config, "canitedit")
 PLUGINS = {name: efconfig.benchmark_settings(config, name) for name in BENCHMARK_NAMES if name != "canitedit"}
 # The other benchmarks' texts: dedup gets their paths in its settings, so a run that adds none (the

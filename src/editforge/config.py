@@ -249,6 +249,12 @@ def benchmark_source(cfg: dict[str, Any]) -> str:
     return str(benchmark_settings(cfg, "canitedit")["source"])
 
 
+def benchmark_names(cfg: dict[str, Any]) -> list[str]:
+    """The configured benchmarks in the schema's order (CanItEdit first): the order of the report."""
+    known = schema()["properties"]["evaluation"]["properties"]["benchmarks"]["properties"]
+    return [name for name in known if name in cfg["evaluation"]["benchmarks"]]
+
+
 def benchmark_env(name: str) -> str:
     """The environment variable naming a local copy of benchmark ``name``."""
     return BENCHMARK_ENV if name == "canitedit" else _plugin(name).env_var
