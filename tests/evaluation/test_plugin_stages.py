@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from editforge.backend import Completion, Request, Sampling
+from editforge.backend.fake_answers import request_key
 from editforge.evaluation.benchmarks import benchmark
 from editforge.evaluation.benchmarks.base import Benchmark
 from editforge.evaluation.plugin_stages import (
@@ -42,10 +43,6 @@ def load(name: str, ids: list[Any]) -> tuple[Benchmark, list[dict[str, Any]]]:
     return bench, bench.select(bench.load(str(SOURCES[name])), ids)
 
 
-def key(request: Request) -> str:
-    return json.dumps([request.prompt, request.messages])
-
-
 def answering(
     bench: Benchmark, problems: list[dict[str, Any]], family: str, pick: Callable[..., str]
 ) -> ScriptedBackend:
@@ -55,8 +52,8 @@ def answering(
     for problem in problems:
         for kind in bench.kinds:
             oracle, anti = bench.reference_answers(problem, kind, family)
-            answers[key(bench.request(problem, kind, family, sampling, 1))] = pick(problem, oracle, anti)
-    return ScriptedBackend(lambda request: ok(answers.get(key(request), "no idea")))
+            answers[request_key(bench.request(problem, kind, family, sampling, 1))] = pick(problem, oracle, anti)
+    return ScriptedBackend(lambda request: ok(answers.get(request_key(request), "no idea")))
 
 
 def generate_and_run(

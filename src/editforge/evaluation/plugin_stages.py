@@ -19,12 +19,12 @@ from typing import Any, cast
 
 from editforge.backend import Backend, Completion, Request, open_backend
 from editforge.evaluation.benchmarks.base import Benchmark, BenchmarkProblem, Program
-from editforge.evaluation.preflight import REFERENCE_FAILURES, TRIES, EvalPreflightError, failure_cause
+from editforge.evaluation.preflight import REFERENCE_FAILURES, EvalPreflightError, failing_references, failure_cause
 from editforge.evaluation.report import plugin_summary_markdown
 from editforge.evaluation.scoring import Scores, check_ks, full_name, read_preflight, score_files
 from editforge.evaluation.stages import DEFAULT_MEMORY_MB, completion_record, sampling_settings
 from editforge.records import CompletionRecord, ExecutionRecord, PathLike, read_jsonl, write_json, write_jsonl
-from editforge.sandbox import Limits, SandboxResult, run_many, select_isolation
+from editforge.sandbox import Isolation, Limits, SandboxResult, run_many, select_isolation
 
 NOT_WELL_FORMED = "the answer is not well formed: it gives no program"
 
@@ -33,13 +33,15 @@ def _limits(settings: Mapping[str, Any]) -> Limits:
     return Limits(timeout_s=settings["timeout_s"], memory_mb=settings.get("memory_mb", DEFAULT_MEMORY_MB))
 
 
-def _run(programs: Sequence[Program], settings: Mapping[str, Any], desc: str) -> list[SandboxResult]:
+def _run(
+    programs: Sequence[Program], settings: Mapping[str, Any], isolation: Isolation, desc: str
+) -> list[SandboxResult]:
     return run_many(
         [program.source for program in programs],
         settings["workers"],
         desc=desc,
         limits=_limits(settings),
-        isolation=select_isolation(settings.get("sandbox", "auto")),
+        isolation=isolation,
         python=settings.get("python"),
     )
 
@@ -61,15 +63,9 @@ def run_benchmark_preflight(
     limits, isolation = _limits(settings), select_isolation(settings.get("sandbox", "auto"))
     pairs = [(problem, kind) for problem in problems for kind in bench.kinds]
     references = [bench.reference_programs(problem, kind) for problem, kind in pairs]
-    pending = list(range(len(pairs)))
-    failing: dict[int, SandboxResult] = {}
-    for _ in range(TRIES):
-        results = _run([references[i][0] for i in pending], settings, f"{bench.name} references")
-        failing = {i: result for i, result in zip(pending, results) if result.outcome != "pass"}
-        pending = list(failing)
-        if not pending:
-            break
-    anti = _run([anti_oracle for _, anti_oracle in references], settings, f"{bench.name} unchanged inputs")
+    oracles = [oracle.source for oracle, _ in references]
+    failing = failing_references(oracles, settings, limits, isolation, f"{bench.name} references")
+    anti = _run([anti_oracle for _, anti_oracle in references], settings, isolation, f"{bench.name} unchanged inputs")
     failures: dict[Any, dict[str, Any]] = {}
     for i, result in failing.items():
         problem, kind = pairs[i]
@@ -234,7 +230,7 @@ def run_benchmark_execute(
         for r in records
     ]
     runnable = [program for program in programs if program is not None]
-    results = iter(_run(runnable, settings, f"execute {bench.name} {Path(completions_path).parent.name}"))
+    results = iter(_run(runnable, settings, isolation, f"execute {bench.name} {Path(completions_path).parent.name}"))
     described = isolation.describe(limits)
     executions = []
     for record, program in zip(records, programs):

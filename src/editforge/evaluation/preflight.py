@@ -20,7 +20,7 @@ from typing import Any
 
 from editforge.evaluation.benchmark import Problem
 from editforge.records import PathLike, write_json
-from editforge.sandbox import Limits, SandboxResult, run_many, select_isolation
+from editforge.sandbox import Isolation, Limits, SandboxResult, run_many, select_isolation
 
 REFERENCE_FAILURES = ("stop", "exclude")
 TRIES = 3  # a reference must fail this many runs in a row to count as failing
@@ -49,22 +49,9 @@ def run_preflight(
         raise ValueError(f"evaluation.reference_failures must be stop or exclude, got {mode!r}")
     isolation = select_isolation(settings.get("sandbox", "auto"))
     limits = Limits(timeout_s=settings["timeout_s"], memory_mb=settings.get("memory_mb", 4096))
-    failing: dict[int, SandboxResult] = {}
-    pending = list(problems)
-    for _ in range(TRIES):
-        programs = [p["after"] + "\n" + p["tests"] for p in pending]
-        results = run_many(
-            programs,
-            settings["workers"],
-            desc="preflight",
-            limits=limits,
-            isolation=isolation,
-            python=settings.get("python"),
-        )
-        failing = {p["id"]: r for p, r in zip(pending, results) if r.outcome != "pass"}
-        pending = [p for p in pending if p["id"] in failing]
-        if not pending:
-            break
+    programs = [p["after"] + "\n" + p["tests"] for p in problems]
+    by_index = failing_references(programs, settings, limits, isolation, "preflight")
+    failing = {problems[i]["id"]: result for i, result in by_index.items()}
     failures = [
         {"problem_id": p["id"], "full_name": p["full_name"], "reason": failure_cause(failing[p["id"]], limits)}
         for p in problems
@@ -88,6 +75,29 @@ def run_preflight(
             "to leave them out for every target"
         )
     return report
+
+
+def failing_references(
+    programs: Sequence[str], settings: Mapping[str, Any], limits: Limits, isolation: Isolation, desc: str
+) -> dict[int, SandboxResult]:
+    """The reference programs that fail every one of ``TRIES`` runs (a failure is run again: two of
+    CanItEdit's references compare timings), by their index in ``programs``."""
+    failing: dict[int, SandboxResult] = {}
+    pending = list(range(len(programs)))
+    for _ in range(TRIES):
+        results = run_many(
+            [programs[i] for i in pending],
+            settings["workers"],
+            desc=desc,
+            limits=limits,
+            isolation=isolation,
+            python=settings.get("python"),
+        )
+        failing = {i: result for i, result in zip(pending, results) if result.outcome != "pass"}
+        pending = list(failing)
+        if not pending:
+            break
+    return failing
 
 
 def failure_cause(result: SandboxResult, limits: Limits) -> str:

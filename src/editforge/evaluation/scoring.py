@@ -125,7 +125,6 @@ def score(
     ks: Sequence[int] = (1,),
     excluded: Sequence[Exclusion] = (),
     kinds: Sequence[str] = STYLES,
-    retries: Iterable[Mapping[str, Any]] | None = None,
 ) -> Scores:
     """Per-problem and per-split scores of execution records.
 
@@ -133,12 +132,10 @@ def score(
     ExcessCode). Splits: each instruction kind of ``kinds`` (CanItEdit's: lazy and
     descriptive), overall (all problems of every kind) and, for CanItEdit, each
     change kind. ``excluded``: the preflight's exclusions; an excluded problem must
-    have no records. ``retries``: the second try of each sample whose first failed
-    (Aider's pass_rate_2), where there was one.
+    have no records.
     """
     named = ((f"execution record {number}", record) for number, record in enumerate(executions, start=1))
-    second = None if retries is None else ((f"retry record {n}", r) for n, r in enumerate(retries, start=1))
-    return _score(named, problems, ks, excluded, kinds, second)
+    return _score(named, problems, ks, excluded, kinds, None)
 
 
 def run_score(
@@ -174,7 +171,8 @@ def score_files(
     kinds: Sequence[str] = STYLES,
     retry_paths: Sequence[PathLike] | None = None,
 ) -> Scores:
-    """``score`` of the records of execution files (one per target), errors naming file and record."""
+    """``score`` of the records of execution files (one per target), errors naming file and record;
+    ``retry_paths``: the second try of each sample whose first failed (Aider's pass_rate_2), where there was one."""
     retries = None if retry_paths is None else named_records(retry_paths)
     return _score(named_records(execution_paths), problems, ks, excluded, kinds, retries)
 
