@@ -1,7 +1,7 @@
 # editforge: synthesize code-edit training data with open LLMs, fine-tune on it,
 # and score the result on CanItEdit. Stages, in order, each in rules/<stage>.smk:
 #   seeds -> synthesis (round 1, round 2, parse) -> filtering -> dataset
-#   -> training -> evaluation -> report
+#   -> training -> evaluation -> report; experiments (rules/experiments.smk) compare data variants
 # The demo: `snakemake --cores 2`. The paper: `--configfile config/paper.yaml`.
 
 from snakemake.utils import min_version
@@ -31,6 +31,7 @@ include: "rules/dataset.smk"
 include: "rules/training.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
+include: "rules/experiments.smk"
 
 
 rule all:
@@ -45,6 +46,8 @@ rule all:
         "results/report/funnel.html",
         "results/report/diff_sizes.png",
         "results/report/topics.png",
+        # the experiments: block's grid, where there is one
+        rules.experiment.input,
 
 
 onstart:

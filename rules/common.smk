@@ -3,15 +3,25 @@
 # param, so changing it reruns exactly that rule and what follows.
 
 import re
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from editforge.workflow import resources as cluster_resources
 from editforge import config as efconfig
+from editforge.experiments import grid as experiment_grid
+from editforge.experiments import plan as experiment_plan
 from editforge.workflow import run_lock
 from editforge.templates import synthesis_files
 from editforge.workflow.run_summary import end_of_run
 
-config.update(efconfig.validate(config))
+# A dry run sends nothing, so there an unset API key is a warning; a run stops on it (efconfig.validate).
+# (The dry-run executor is chosen after the Snakefile is read; the output settings know it before.)
+DRY_RUN = bool(workflow.output_settings and workflow.output_settings.dryrun)
+config.update(efconfig.validate(config, check_env=not DRY_RUN))
+if DRY_RUN and workflow.is_main_process:
+    for line in efconfig.missing_api_keys(config):
+        print(f"warning: {line}; a real run stops here", file=sys.stderr)
 
 # After a hard kill the same command resumes: the dead run's lock goes first (looked at by
 # the main process only: a cluster job parses this file too, on a node, while the run holds its lock).
@@ -33,9 +43,16 @@ PLUGIN_TEXTS = [f"results/benchmark/{name}.texts.jsonl" for name in PLUGINS]
 DEDUP_SETTINGS = {k: config["filtering"][k] for k in ("minhash", "decontamination")} | (
     {"benchmark_texts": PLUGIN_TEXTS} if PLUGIN_TEXTS else {}
 )
+# The experiments: block (editforge.experiments.grid), None without one. Its cells are evaluation
+# targets too (cell id = variant~student~sSEED), scored by the same rules as TARGETS.
+EXPERIMENT = experiment_grid.experiment(config)
+CELLS = [cell.id for cell in EXPERIMENT.cells] if EXPERIMENT else []
+# Every synthesis model of the run or of a variant: a variant's model synthesizes with the run's rules
+# where its generation settings are the run's.
+ALL_SYNTHESIS_MODELS = list(dict.fromkeys([*SYNTHESIS_MODELS, *(EXPERIMENT.synthesis_models() if EXPERIMENT else [])]))
 # The models the preflight checks: every synthesis model, and every evaluated model behind an API.
 API_TARGETS = [t for t in TARGETS if config["models"].get(t, {}).get("backend") == "openai"]
-CHECKED_MODELS = list(dict.fromkeys([*SYNTHESIS_MODELS, *API_TARGETS]))
+CHECKED_MODELS = list(dict.fromkeys([*ALL_SYNTHESIS_MODELS, *API_TARGETS]))
 # The synthesis prompts as inputs (an edit reruns synthesis), found through the package that reads them:
 # workflow.basedir is the deploying workflow's folder when this workflow runs as a module.
 TEMPLATES = [str(path) for path in synthesis_files()]
@@ -43,9 +60,9 @@ TEMPLATES = [str(path) for path in synthesis_files()]
 
 wildcard_constraints:
     shard=r"\d+",
-    model="|".join(map(re.escape, SYNTHESIS_MODELS)),
+    model="|".join(map(re.escape, ALL_SYNTHESIS_MODELS)),
     student="|".join(map(re.escape, STUDENTS)) if STUDENTS else "(?!)",
-    target="|".join(map(re.escape, TARGETS)),
+    target="|".join(map(re.escape, [*TARGETS, *CELLS])),
     checked="|".join(map(re.escape, CHECKED_MODELS)),
     plugin="|".join(map(re.escape, PLUGINS)) if PLUGINS else "(?!)",
 
@@ -63,21 +80,15 @@ def model_params(wildcards):
 
 def tests_model_params(wildcards):
     """The model that writes tests for the execution check, by name (None: off)."""
-    if not config["filtering"]["generated_tests"]:
-        return None
-    return config["filtering"]["generated_tests_model"] or wildcards.model
+    return experiment_grid.tests_model(config, wildcards.model)
 
 
 def sandbox_params_for_filtering():
-    """The sandbox setting where filtering runs generated code (None: it runs none, so it cannot rerun it)."""
-    filtering = config["filtering"]
-    return config["sandbox"] if filtering["execution_check"] or filtering["generated_tests"] else None
+    return experiment_grid.filtering_sandbox(config)
 
 
 def synthesis_settings():
-    """Synthesis settings minus the model list (adding a model runs its branch only) and the error budget
-    (it decides whether a job fails, not what it writes)."""
-    return {k: v for k, v in config["synthesis"].items() if k not in ("models", "max_error_share")}
+    return experiment_grid.synthesis_settings(config)
 
 
 def target_params(wildcards):
@@ -130,6 +141,8 @@ def student_model_input(wildcards):
     """A student target needs its trained model folder first."""
     if wildcards.target in STUDENTS:
         return f"results/training/{wildcards.target}/model"
+    if wildcards.target in CELLS:
+        return f"{EXPERIMENT.cell_dir(wildcards.target)}/model"
     return []
 
 
@@ -243,3 +256,107 @@ def job_threads(name, default, gpus=None):
 
 def print_report():
     print(end_of_run())
+
+
+# Experiments (rules/experiments.smk): the variants, the data stages they build, their cells.
+EXPERIMENT_NAME = EXPERIMENT.name if EXPERIMENT else None
+EXPERIMENT_VARIANTS = list(EXPERIMENT.variants) if EXPERIMENT else []
+EXPERIMENT_STAGES = (
+    sorted({owner for level in experiment_grid.LEVELS for owner in EXPERIMENT.owners(level)}) if EXPERIMENT else []
+)
+
+
+def _alternatives(names):
+    return "|".join(map(re.escape, names)) if names else "(?!)"
+
+
+wildcard_constraints:
+    experiment=_alternatives([EXPERIMENT_NAME] if EXPERIMENT else []),
+    variant=_alternatives(EXPERIMENT_VARIANTS),
+    stage=_alternatives(EXPERIMENT_STAGES),
+    seed=r"\d+",
+
+
+def stage_config(wildcards):
+    """The settings of the variant that builds this stage."""
+    return EXPERIMENT.variants[wildcards.stage].config
+
+
+def stage_level_root(wildcards, level):
+    """Where the stage's owner reads ``level`` from: the run's folders or a variant's."""
+    return EXPERIMENT.level_root(wildcards.stage, level)
+
+
+def training_hours(cell):
+    """GPU-hours a cell's training reserves: its time limit times its GPUs on every node."""
+    wildcards = SimpleNamespace(student=cell.student)
+    gpus = training_gpus(wildcards) * training_nodes(wildcards)
+    return RESOURCES.runtime("finetune", 1, training_gpus(wildcards)) / 60 * gpus
+
+
+def evaluation_hours(cell, benchmark):
+    """GPU-hours a cell's generation on ``benchmark`` reserves."""
+    gpus = cluster_resources.model_gpus(efconfig.resource_spec(config, cell.id))
+    generate = "eval_generate" if benchmark == "canitedit" else "benchmark_generate"
+    return RESOURCES.runtime(generate, 1, gpus) / 60 * gpus
+
+
+def external_settings(wildcards):
+    return EXPERIMENT.variants[wildcards.variant].external
+
+
+def variant_pools(wildcards):
+    """The pools a variant's set draws from (itself, or each variant of its blend), with their provenance."""
+    variant = EXPERIMENT.variants[wildcards.variant]
+    inputs = {}
+    for part in variant.blend or {variant.name: 1.0}:
+        spec = EXPERIMENT.variants[part]
+        if spec.kind == "external":
+            root = f"{EXPERIMENT.root}/external/{part}"
+            inputs |= {f"{part}.pool": f"{root}/pool.jsonl", f"{part}.report": f"{root}/report.json"}
+        else:
+            inputs |= {
+                f"{part}.pool": f"{EXPERIMENT.level_root(part, 'dataset')}/dataset/train.jsonl",
+                f"{part}.seeds": f"{EXPERIMENT.level_root(part, 'generation')}/seeds/stats.json",
+                f"{part}.decontamination": f"{EXPERIMENT.level_root(part, 'filtering')}/filtered/decontamination.json",
+            }
+    return inputs
+
+
+def variant_components(wildcards):
+    """Each pool's share of the set, its kind, and (for our own data) its licence and synthesis models."""
+    variant = EXPERIMENT.variants[wildcards.variant]
+    components = {}
+    for part, share in (variant.blend or {variant.name: 1.0}).items():
+        spec = EXPERIMENT.variants[part]
+        own = spec.config
+        components[part] = {"share": share, "kind": spec.kind} | (
+            {
+                "licence": own["dataset"]["license"],
+                "generators": {name: own["models"][name]["model"] for name in own["synthesis"]["models"]},
+            }
+            if own
+            else {}
+        )
+    return components
+
+
+def cell_executions(wildcards):
+    """Every cell's execution files on every benchmark of the experiment (first tries: a second try,
+    Aider's, is another protocol, which the evaluation tables report for the run's own targets)."""
+    return [
+        f"results/evaluation/{benchmark}/{cell}/executions.jsonl"
+        for benchmark in EXPERIMENT.benchmarks
+        for cell in CELLS
+    ]
+
+
+def cell_student_settings(wildcards):
+    """The student's settings with the cell's training seed."""
+    return student_settings(wildcards) | {"seed": int(wildcards.seed)}
+
+
+# The cells and the power preflight (cells.tsv, power.json), printed once before a dry run's plan.
+EXPERIMENT_PLAN = experiment_plan.plan(EXPERIMENT, config, training_hours, evaluation_hours) if EXPERIMENT else None
+if EXPERIMENT and DRY_RUN and workflow.is_main_process:
+    print(experiment_plan.plan_text(EXPERIMENT_PLAN))

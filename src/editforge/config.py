@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 from collections.abc import Iterator
 from importlib import resources
@@ -36,7 +37,17 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
 
 
+# Joins an experiment cell's variant, student and seed into its id, the evaluation target it is scored as.
+CELL_SEP = "~"
+
+
 def schema() -> dict[str, Any]:
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    # Parsed once a process (0.2 s): an experiments block checks each variant as a config of its own.
     text = resources.files("editforge").joinpath("schemas/config.schema.yaml").read_text()
     return yaml.safe_load(text)
 
@@ -118,9 +129,17 @@ def validate(raw: dict[str, Any], *, check_env: bool = True) -> dict[str, Any]:
         cfg[section]["sampling"] = {**defaults, **cfg[section]["sampling"]}
     _check_references(cfg)
     _check_files(cfg)
-    if check_env:
-        _check_api_keys(cfg)
-    return _sorted_keys(cfg)
+    if check_env and (missing := missing_api_keys(cfg)):
+        raise ConfigError(missing[0])
+    cfg = _sorted_keys(cfg)
+    if "experiments" in cfg:
+        # The variants keep the order they are written in: the cells' and the table's.
+        variants = cfg["experiments"]["variants"]
+        cfg["experiments"]["variants"] = {name: variants[name] for name in raw["experiments"]["variants"]}
+        from editforge.experiments.grid import experiment  # the grid checks variants with validate itself
+
+        experiment(cfg)
+    return cfg
 
 
 def _sorted_keys(value: Any) -> Any:
@@ -222,14 +241,14 @@ def _check_benchmark(cfg: dict[str, Any], name: str) -> None:
         raise ConfigError(f"evaluation.benchmarks.{name}.tries: a second try is for aider_exercism only; use 1")
 
 
-def _check_api_keys(cfg: dict[str, Any]) -> None:
-    for name in models_in_use(cfg):
-        env = cfg["models"][name].get("api_key_env")
-        if env and not os.environ.get(env):
-            raise ConfigError(
-                f"models.{name}.api_key_env: environment variable {env} is not set "
-                f"(export {env}=... before running)"
-            )
+def missing_api_keys(cfg: dict[str, Any]) -> list[str]:
+    """A line for each model this run calls whose API key's environment variable is unset: an error
+    before a run, a warning before a dry run (which sends nothing)."""
+    return [
+        f"models.{name}.api_key_env: environment variable {env} is not set (export {env}=... before running)"
+        for name in models_in_use(cfg)
+        if (env := cfg["models"][name].get("api_key_env")) and not os.environ.get(env)
+    ]
 
 
 def _looks_like_file(source: str) -> bool:
@@ -239,6 +258,8 @@ def _looks_like_file(source: str) -> bool:
 def models_in_use(cfg: dict[str, Any]) -> list[str]:
     """The models entries that this run will call."""
     used = list(cfg["synthesis"]["models"])
+    for variant in cfg.get("experiments", {}).get("variants", {}).values():
+        used += variant.get("overrides", {}).get("synthesis", {}).get("models", [])
     used += [t for t in cfg["evaluation"]["targets"] if t in cfg["models"]]
     used += [s["base_model"] for s in cfg["training"]["students"].values() if s["base_model"] in cfg["models"]]
     return list(dict.fromkeys(used))
@@ -323,11 +344,12 @@ def target_spec(cfg: dict[str, Any], target: str, model_dir: str | None = None) 
     """
     if target in cfg["models"]:
         return dict(cfg["models"][target])
-    model = model_dir or f"results/training/{target}/model"
-    serve = cfg["training"]["students"][target].get("serve")
+    student, default_dir = _student_target(cfg, target)
+    model = model_dir or default_dir
+    serve = cfg["training"]["students"][student].get("serve")
     if serve is not None:
         return {"backend": "openai", "model": model, "serve": serve, "prompt_format": "editforge"}
-    spec = student_base(cfg, target)
+    spec = student_base(cfg, student)
     spec.update(model=model, prompt_format="editforge")
     return spec
 
@@ -338,5 +360,14 @@ def resource_spec(cfg: dict[str, Any], target: str) -> dict[str, Any]:
     spec = target_spec(cfg, target)
     if target in cfg["models"]:
         return spec
-    base = student_base(cfg, target)
+    base = student_base(cfg, _student_target(cfg, target)[0])
     return base | {"backend": spec["backend"], "serve": spec["serve"]} if "serve" in spec else base
+
+
+def _student_target(cfg: dict[str, Any], target: str) -> tuple[str, str]:
+    """The student an evaluation target trains, and its model folder: a student's own, or an experiment
+    cell's (its id is ``variant~student~sSEED``)."""
+    if target in cfg["training"]["students"]:
+        return target, f"results/training/{target}/model"
+    student = target.split(CELL_SEP)[1]
+    return student, f"results/experiments/{cfg['experiments']['name']}/cells/{target}/model"

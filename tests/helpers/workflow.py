@@ -4,6 +4,7 @@ the tiny config, reading a dry run's plan."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -162,6 +163,36 @@ def every_benchmark(config: dict[str, Any]) -> dict[str, Any]:
             "problems": ["two-fer"],
             "tries": 2,
             "sampling": {"max_tokens": tokens},
+        },
+    }
+    return config
+
+
+def every_experiment_rule(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """``config`` with an experiments block whose cells need every experiment rule, in as few jobs as
+    that takes: an external set (written to ``workdir``) as the baseline, and a variant with seeds of
+    its own (so its synthesis, filtering and mix); one student, one seed, CanItEdit; sets of up to 4 rows."""
+    external = workdir / "external.jsonl"
+    rows = [
+        {
+            "pre_code": f"def {word}_area(width):\n    return width * {i + 2}\n",
+            "instruction": f"Let {word}_area take a height too.",
+            "post_code": f"def {word}_area(width, height):\n    return width * height * {i + 2}\n",
+        }
+        for i, word in enumerate(WORDS[:6])
+    ]
+    external.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    student = next(iter(config["training"]["students"]))
+    config["experiments"] = {
+        "name": "every-rule",
+        "baseline": "external",
+        "students": [student],
+        "seeds": [7],
+        "benchmarks": ["canitedit"],
+        "size": {"n": 4, "mode": "at_most"},
+        "variants": {
+            "external": {"external": {"source": str(external), "licence": "CC0-1.0"}},
+            "windows": {"overrides": {"seeds": {"snippet_mode": "window"}}},
         },
     }
     return config

@@ -100,3 +100,19 @@ def test_a_run_of_part_of_the_workflow_prints_only_what_it_made(tmp_path: Path) 
     (tmp_path / "dataset/README.md").write_text("card")
     text = end_of_run(tmp_path / "missing", tmp_path / "dataset")
     assert f"Dataset: {tmp_path / 'dataset'}/ (README.md is its card)" in text
+
+
+def test_the_end_screen_gives_each_experiments_shown_contrasts(tmp_path: Path) -> None:
+    grid = tmp_path / "experiments/small"
+    grid.mkdir(parents=True)
+    header = "student,variant,baseline,benchmark,split,delta,low,high,p_value,p_holm,problems,family"
+    (grid / "deltas.csv").write_text(
+        f"{header}\n"
+        "tiny,lazy_only,paper,canitedit,lazy,0.05,0.01,0.09,0.02,0.04,105,split:canitedit:lazy\n"
+        "tiny,lazy_only,paper,canitedit,overall,-0.0125,-0.03,0.005,0.2,0.4,105,shown\n"
+    )
+    text = end_of_run(tmp_path / "report", tmp_path / "dataset", tmp_path / "experiments")
+    assert "Experiment small, paired differences with the baseline (points):" in text
+    assert "  lazy_only (tiny, canitedit): -1.2 [-3.0, 0.5], Holm p 0.400" in text
+    assert "+5.0" not in text  # a per-kind split is in deltas.csv, not on the screen
+    assert f"table: {grid / 'table.md'}" in text

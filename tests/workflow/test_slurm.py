@@ -28,9 +28,9 @@ import yaml
 from editforge.backend.fake_server import FakeServer
 from helpers import REPO
 from helpers.slurm_cluster import ACCOUNT, MAX_TIME_MIN, PARTITION, Cluster, ClusterUnavailable, one_node_cluster
-from helpers.workflow import every_benchmark, synthesis_responder, tiny_config
+from helpers.workflow import every_benchmark, every_experiment_rule, synthesis_responder, tiny_config
 
-LOCAL_RULES = {"all", "preflight", "report", "report_figures", "report_tables"}
+LOCAL_RULES = {"all", "preflight", "report", "report_figures", "report_tables", "experiment", "experiment_plan"}
 # The status checks start 2 s after a submission instead of the plugin's 40: the chain of
 # jobs is long and each job short here; a cluster keeps the default.
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2"]
@@ -80,8 +80,9 @@ def test_the_readme_command_runs_every_rule_as_a_slurm_job_and_resumes(
     workdir = tmp_path / "run"
     workdir.mkdir()
     with FakeServer(responder=synthesis_responder, latency_s=0.2) as server:
-        # Every benchmark, so that every rule runs as a job.
+        # Every benchmark and an experiment grid, so that every rule runs as a job.
         config = every_benchmark(tiny_config(workdir, code_dir, server.base_url, str(tiny_model_dir), benchmark_path))
+        config = every_experiment_rule(config, workdir)
         config["seeds"]["num_shards"] = 1
         config["models"]["fake"]["max_concurrency"] = 1  # synthesis runs long enough to be cut
         config["models"]["tiny"]["device"] = "cpu"  # a CPU-only cluster: no job may ask for a GPU
@@ -103,7 +104,8 @@ def test_the_readme_command_runs_every_rule_as_a_slurm_job_and_resumes(
             assert cancelled, (tmp_path / "first.log").read_text()[-3000:]
             cluster.run("scancel", cancelled[0])
             # 2. The Snakemake process killed while fine-tuning runs; the README says to cancel what it left.
-            wait_for(lambda: running(cluster, "finetune") or first.poll() is not None, "fine-tuning to run")
+            # (the experiment's jobs queue beside the run's, on the one node)
+            wait_for(lambda: running(cluster, "finetune") or first.poll() is not None, "fine-tuning to run", 480)
             assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         finally:
             os.killpg(first.pid, signal.SIGKILL)
@@ -123,7 +125,7 @@ def test_the_readme_command_runs_every_rule_as_a_slurm_job_and_resumes(
             wait_for(lambda: cluster.jobs("-j", failed[0])[0]["State"] in ("FAILED", "NODE_FAIL"), "the job to fail")
             wait_for(lambda: cluster.node_state().startswith("down"), "the node to be down", 120)
             cluster.start_node()  # back: the retry, pending meanwhile, runs
-            second.wait(timeout=240)
+            second.wait(timeout=480)
         finally:
             if second.poll() is None:
                 os.killpg(second.pid, signal.SIGINT)
@@ -131,6 +133,7 @@ def test_the_readme_command_runs_every_rule_as_a_slurm_job_and_resumes(
         assert second.returncode == 0, second_log.read_text()[-3000:]
     assert "removed the lock left by a run that was killed" in second_log.read_text()
     assert (workdir / "results/report/summary.md").exists() and (workdir / "results/training/tiny-edit/model").is_dir()
+    assert (workdir / "results/experiments/every-rule/table.md").exists()
 
     jobs = cluster.jobs()
     print(cluster.table())

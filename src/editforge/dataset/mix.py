@@ -92,7 +92,7 @@ def run_mix(
     for record in kept:
         by_model[record["model"]].append(record)
     shares = _shares(settings.get("mix") or {model: 1.0 for model in by_model}, by_model)
-    quotas = {style: _largest_remainder(shares, size) for style, size in sizes.items()}
+    quotas = {style: largest_remainder(shares, size) for style, size in sizes.items()}
 
     fits = {style: _fit(kept, style, topic_settings, seed) for style in styles}
     topic_of = {style: dict(zip((r["id"] for r in kept), fit.assignments)) for style, fit in fits.items()}
@@ -104,7 +104,7 @@ def run_mix(
             pool = pools[style]
             rng = random.Random(f"{seed}:{style}:{model}")
             chosen = topic_model.balance(pool, [topic_of[style][r["id"]] for r in pool], quotas[style][model], rng)
-            samples += [_training_record(record, style, topic_of[style][record["id"]]) for record in chosen]
+            samples += [training_record(record, style, topic_of[style][record["id"]]) for record in chosen]
     if not samples:
         raise MixError(f"dataset.mix {dict(shares)} with size_per_style {dict(sizes)} selects no samples")
     random.Random(f"{seed}:order").shuffle(samples)
@@ -153,7 +153,7 @@ def _shares(mix: Mapping[str, float], by_model: Mapping[str, list[Any]]) -> dict
     return {model: share / total for model, share in mix.items()}
 
 
-def _largest_remainder(shares: Mapping[str, float], size: int) -> dict[str, int]:
+def largest_remainder(shares: Mapping[str, float], size: int) -> dict[str, int]:
     """Integer quotas summing to ``size``: floors, then the leftover to the largest fractions."""
     exact = {model: share * size for model, share in shares.items()}
     quotas = {model: int(value) for model, value in exact.items()}
@@ -192,7 +192,7 @@ def _fit(
     return fit
 
 
-def _training_record(triplet: Mapping[str, Any], style: str, topic: int) -> TrainingRecord:
+def training_record(triplet: Mapping[str, Any], style: str, topic: int) -> TrainingRecord:
     """One triplet as a sample of one style.
 
     Its ``messages`` come from ``edit_format.training_messages``, the format evaluation prompts with.

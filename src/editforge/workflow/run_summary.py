@@ -2,11 +2,13 @@
 
 The measured pass@1 rows of each benchmark (the quoted rows stay in ``summary.md``), the
 triplets left after each stage, the failed calls per synthesis model where
-there were any, and where the report and the files are.
+there were any, each experiment's paired differences with its baseline, and where the
+report and the files are.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -14,7 +16,11 @@ from pathlib import Path
 from editforge.records import PathLike
 
 
-def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = "results/dataset") -> str:
+def end_of_run(
+    report_dir: PathLike = "results/report",
+    dataset_dir: PathLike = "results/dataset",
+    experiments_dir: PathLike = "results/experiments",
+) -> str:
     """The text to print when a run ends; parts whose files are missing (a run of part of the
     workflow) are left out."""
     report, lines = Path(report_dir), ["", "editforge: run finished"]
@@ -39,6 +45,10 @@ def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = 
         }
         if failed:
             lines.append("Failed calls: " + ", ".join(f"{model} {count:.0f}" for model, count in failed.items()))
+    for deltas in sorted(Path(experiments_dir).glob("*/deltas.csv")):
+        lines += ["", f"Experiment {deltas.parent.name}, paired differences with the baseline (points):"]
+        lines += _shown_contrasts(deltas)
+        lines.append(f"  table: {deltas.parent / 'table.md'}")
     tables = [f"{path} ({what})" for path, what in ((summary, "pass@k per benchmark, all splits, the quoted rows"),
                                                     (report / "funnel.md", "every stage and drop")) if path.is_file()]
     lines.append("")
@@ -50,6 +60,17 @@ def end_of_run(report_dir: PathLike = "results/report", dataset_dir: PathLike = 
         lines.append("Report: snakemake --report results/report.html")
     lines.append("")
     return "\n".join(lines)
+
+
+def _shown_contrasts(deltas: PathLike) -> list[str]:
+    """The contrasts an experiment's table shows (each benchmark's overall split), a line each."""
+    with open(deltas, encoding="utf-8", newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row["family"] == "shown"]
+    return [
+        f"  {row['variant']} ({row['student']}, {row['benchmark']}): {100 * float(row['delta']):+.1f} "
+        f"[{100 * float(row['low']):.1f}, {100 * float(row['high']):.1f}], Holm p {float(row['p_holm']):.3f}"
+        for row in rows
+    ]
 
 
 def _measured_sections(markdown: str) -> list[tuple[str, list[str]]]:
