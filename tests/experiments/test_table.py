@@ -327,3 +327,18 @@ def test_a_variant_without_rows_for_a_benchmark_raises_naming_both() -> None:
         tables_of(data)
     with pytest.raises(ValueError, match="variant 'extra' has no rows for benchmark 'canitedit'"):
         tables_of(frame(), variants=("better", "noisy", "extra"))
+
+
+def test_a_variant_excluded_for_one_student_has_no_row_or_contrast_there() -> None:
+    data = frame().filter(~((pl.col("student") == "deepseek") & (pl.col("variant") == "noisy")))
+    result = tables_of(data)
+    assert result.rows.select("student", "variant").rows() == [
+        ("qwen", "base"),
+        ("qwen", "better"),
+        ("qwen", "noisy"),
+        ("deepseek", "base"),
+        ("deepseek", "better"),
+    ]
+    shown = result.deltas.filter(pl.col("family") == "shown")
+    assert shown.height == 3 * 2  # (qwen: better, noisy; deepseek: better) x 2 benchmarks
+    assert "deepseek" not in shown.filter(pl.col("variant") == "noisy")["student"].to_list()

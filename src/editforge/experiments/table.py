@@ -104,6 +104,8 @@ def experiment_tables(
     rows: list[dict[str, Any]] = []
     for student in students:
         for variant in order:
+            if (student, variant, primary) not in groups:
+                continue  # excluded for this student
             mine = {name: groups[student, variant, name] for name in benchmarks}
             by_seed = _by_seed(mine[primary])
             row: dict[str, Any] = {"student": student, "variant": variant, "seeds": len(by_seed)}
@@ -189,7 +191,8 @@ def table_latex(tables: ExperimentTables) -> str:
 
 
 def _groups(per_problem: pl.DataFrame, order: Sequence[str], benchmarks: Sequence[str]) -> dict[tuple, Rows]:
-    """(student, variant, benchmark) -> its rows; every variant present for every student and benchmark."""
+    """(student, variant, benchmark) -> its rows: the baseline's for every student and benchmark, another
+    variant's for every benchmark or, where the experiment excluded it for a student, none."""
     wanted = per_problem.filter(pl.col("variant").is_in(order) & pl.col("benchmark").is_in(benchmarks))
     if wanted.filter(pl.col("variant") == order[0]).is_empty():
         raise ValueError(f"baseline variant {order[0]!r} has no rows in per_problem")
@@ -198,11 +201,17 @@ def _groups(per_problem: pl.DataFrame, order: Sequence[str], benchmarks: Sequenc
     students = wanted["student"].unique(maintain_order=True).to_list()
     for student in students:
         for variant in order:
+            present = [name for name in benchmarks if (student, variant, name) in groups]
+            if variant != order[0] and not present:
+                continue  # the experiment's exclude: left this variant out for this student
             for name in benchmarks:
-                if (student, variant, name) not in groups:
+                if name not in present:
                     what = "baseline variant" if variant == order[0] else "variant"
                     raise ValueError(f"{what} {variant!r} has no rows for benchmark {name!r} (student {student!r})")
-    return {(s, v, b): groups[s, v, b] for s in students for v in order for b in benchmarks}
+    for variant in order[1:]:
+        if not any((student, variant, benchmarks[0]) in groups for student in students):
+            raise ValueError(f"variant {variant!r} has no rows for benchmark {benchmarks[0]!r} (for any student)")
+    return groups
 
 
 def _splits(per_problem: pl.DataFrame, benchmark: str) -> tuple[str, ...]:
