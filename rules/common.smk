@@ -342,13 +342,13 @@ def variant_components(wildcards):
 
 
 def cell_executions(wildcards):
-    """Every cell's execution files on every benchmark of the experiment (first tries: a second try,
-    Aider's, is another protocol, which the evaluation tables report for the run's own targets)."""
-    return [
-        f"results/evaluation/{benchmark}/{cell}/executions.jsonl"
+    """Every cell's execution file on every benchmark of the experiment, named ``benchmark/cell`` (first
+    tries: a second try, Aider's, is another protocol, reported for the run's own targets)."""
+    return {
+        f"{benchmark}/{cell}": f"results/evaluation/{benchmark}/{cell}/executions.jsonl"
         for benchmark in EXPERIMENT.benchmarks
         for cell in CELLS
-    ]
+    }
 
 
 def cell_student_settings(wildcards):

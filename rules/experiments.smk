@@ -230,7 +230,7 @@ use rule finetune as experiment_finetune with:
 # Per cell, benchmark and item: n samples, c passing (the first try), beside the cell's variant, student and seed.
 rule experiment_scores:
     input:
-        executions=cell_executions,
+        unpack(cell_executions),
         benchmarks=lambda wildcards: [f"results/benchmark/{b}.jsonl" for b in EXPERIMENT.benchmarks],
         preflights=lambda wildcards: [f"results/evaluation/{b}/preflight.json" for b in EXPERIMENT.benchmarks],
     output:

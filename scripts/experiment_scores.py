@@ -13,11 +13,7 @@ with logged(snakemake.log[0]):
     frame = experiment_scores(
         cells,
         benchmarks,
-        {
-            (b, cell["id"]): f"results/evaluation/{b}/{cell['id']}/executions.jsonl"
-            for b in benchmarks
-            for cell in cells
-        },
+        {(b, cell["id"]): snakemake.input[f"{b}/{cell['id']}"] for b in benchmarks for cell in cells},
         dict(zip(benchmarks, snakemake.input.benchmarks)),
         dict(zip(benchmarks, snakemake.input.preflights)),
     )

@@ -41,6 +41,22 @@ class ConfigError(ValueError):
 CELL_SEP = "~"
 
 
+def cell_student(target: str) -> str | None:
+    """The student of an evaluation target that is an experiment cell's id, else None."""
+    parts = target.split(CELL_SEP)
+    return parts[1] if len(parts) == 3 else None
+
+
+def experiment_root(name: str) -> str:
+    """Where experiment ``name`` writes: its plan, data, cells and tables."""
+    return f"results/experiments/{name}"
+
+
+def cell_dir(experiment: str, cell_id: str) -> str:
+    """A cell's folder: its trained ``model`` and that model's checkpoints."""
+    return f"{experiment_root(experiment)}/cells/{cell_id}"
+
+
 def schema() -> dict[str, Any]:
     return copy.deepcopy(_schema())
 
@@ -369,5 +385,7 @@ def _student_target(cfg: dict[str, Any], target: str) -> tuple[str, str]:
     cell's (its id is ``variant~student~sSEED``)."""
     if target in cfg["training"]["students"]:
         return target, f"results/training/{target}/model"
-    student = target.split(CELL_SEP)[1]
-    return student, f"results/experiments/{cfg['experiments']['name']}/cells/{target}/model"
+    student = cell_student(target)
+    if student is None:
+        raise ConfigError(f"'{target}' is neither a models entry, a training student nor an experiment cell")
+    return student, f"{cell_dir(cfg['experiments']['name'], target)}/model"

@@ -12,7 +12,6 @@ from editforge import config as efconfig
 from editforge.experiments.grid import (
     LEVELS,
     Cell,
-    cell_student,
     deep_merge,
     experiment,
     level_key,
@@ -308,12 +307,12 @@ def test_a_variant_name_with_the_cell_separator_is_a_schema_error() -> None:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def test_cell_student() -> None:
-    assert cell_student("paper~smollm2-edit~s1") == "smollm2-edit"
-    assert cell_student(Cell("lazy_only", "oce-qwen2.5-coder-7b", 3).id) == "oce-qwen2.5-coder-7b"
-    assert cell_student("smollm2-edit") is None
-    assert cell_student("a~b") is None
-    assert cell_student("a~b~c~d") is None
+def test_cell_student() -> None:  # config.cell_student, the one parse of a cell id
+    assert efconfig.cell_student("paper~smollm2-edit~s1") == "smollm2-edit"
+    assert efconfig.cell_student(Cell("lazy_only", "oce-qwen2.5-coder-7b", 3).id) == "oce-qwen2.5-coder-7b"
+    assert efconfig.cell_student("smollm2-edit") is None
+    assert efconfig.cell_student("a~b") is None
+    assert efconfig.cell_student("a~b~c~d") is None
 
 
 def test_deep_merge_merges_mappings_replaces_the_rest_and_mutates_nothing() -> None:

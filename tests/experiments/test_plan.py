@@ -16,7 +16,7 @@ from editforge.experiments.grid import Cell, experiment
 from editforge.experiments.plan import CELL_COLUMNS, benchmark_items, plan, plan_text, write_plan
 from editforge.experiments.statistics import minimum_detectable_difference
 from helpers.experiments import DEMO, VARIANTS
-from helpers.workflow import every_benchmark
+from helpers.workflow import AIDER_EXERCISM, HUMANEVALFIX, every_benchmark
 
 HOURS = {"canitedit": 0.5, "humanevalfix": 0.25, "aider_exercism": 1.5}
 
@@ -208,3 +208,11 @@ def test_write_plan_writes_the_cells_and_the_preflight(tmp_path: Path) -> None:
     power = json.loads((tmp_path / "power.json").read_text())
     assert power == {"experiment": "g", **json.loads(json.dumps(planned_["preflight"]))}
     assert power["contrasts"] == 5 and power["cells"] == 12
+
+
+def test_each_benchmarks_size_is_the_problem_count_of_its_copy(benchmark_path: Path) -> None:
+    from editforge.evaluation.benchmarks import benchmark
+
+    copies = {"canitedit": benchmark_path, "humanevalfix": HUMANEVALFIX, "aider_exercism": AIDER_EXERCISM}
+    for name, path in copies.items():
+        assert benchmark(name).size == len(benchmark(name).load(str(path))), name

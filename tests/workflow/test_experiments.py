@@ -8,7 +8,6 @@ import copy
 import hashlib
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import yaml
 
 from editforge.backend.fake_server import FakeServer
 from helpers import REPO
-from helpers.workflow import SNAKEMAKE, planned_rules, run_snakemake, synthesis_responder, tiny_config
+from helpers.workflow import planned_rules, run_snakemake, synthesis_responder, tiny_config
 
 GRID = {
     "name": "small",
@@ -175,14 +174,8 @@ def test_a_dry_run_shows_the_jobs_each_variant_adds(tmp_path: Path, code_dir: Pa
 
 def test_config_experiments_yaml_plans_offline_without_api_keys(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | {"HF_HUB_OFFLINE": "1"}
-    command = ["--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
-    result = subprocess.run(
-        [*SNAKEMAKE, *command, "--configfile", str(REPO / "config/experiments.yaml"), "--dry-run", "--cores", "16"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    (tmp_path / "config.yaml").write_text((REPO / "config/experiments.yaml").read_text())
+    result = run_snakemake(tmp_path, "--dry-run", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert "environment variable DASHSCOPE_API_KEY is not set" in out and "a real run stops here" in out

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from editforge.config import CELL_SEP, ConfigError, benchmark_names
+from editforge.config import CELL_SEP, ConfigError, benchmark_names, cell_dir, experiment_root
 
 # The data stages, in order; each level's outputs depend on its own settings and those of the levels before.
 LEVELS = ("generation", "filtering", "dataset")
@@ -67,7 +67,7 @@ class Experiment:
 
     @property
     def root(self) -> str:
-        return f"results/experiments/{self.name}"
+        return experiment_root(self.name)
 
     def stage_root(self, owner: str) -> str:
         """Where the data stages built by ``owner`` live: the run's own folders, or a variant's."""
@@ -80,7 +80,7 @@ class Experiment:
         return f"{self.root}/data/{variant}"
 
     def cell_dir(self, cell_id: str) -> str:
-        return f"{self.root}/cells/{cell_id}"
+        return cell_dir(self.name, cell_id)
 
     def owners(self, level: str) -> list[str]:
         """The variants that build ``level`` themselves (the others share the run's or an earlier variant's)."""
@@ -90,12 +90,6 @@ class Experiment:
         """Every synthesis model of the run or of an overrides variant."""
         names = [m for v in self.variants.values() if v.config for m in v.config["synthesis"]["models"]]
         return list(dict.fromkeys(names))
-
-
-def cell_student(target: str) -> str | None:
-    """The student of an evaluation target that is a cell's id, else None."""
-    parts = target.split(CELL_SEP)
-    return parts[1] if len(parts) == 3 else None
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,18 +15,16 @@ from editforge.experiments.grid import Cell, Experiment
 from editforge.experiments.statistics import minimum_detectable_difference
 from editforge.records import PathLike, write_json
 
-# Problems in each benchmark's full set (its README under shared benchmarks), for problems: null.
-FULL_SIZES = {"canitedit": 105, "humanevalfix": 164, "aider_exercism": 133}
 CELL_COLUMNS = ("cell", "variant", "student", "seed", "data", "model")
 
 
 def benchmark_items(cfg: Mapping[str, Any], name: str) -> int:
     """Items (problem x kind) a cell is scored on: the selected problems, or the whole benchmark."""
-    problems = benchmark_settings(dict(cfg), name)["problems"]
-    count = FULL_SIZES[name] if problems is None else problems if isinstance(problems, int) else len(problems)
     from editforge.evaluation.benchmarks import benchmark  # loaded only for a run with experiments
 
-    return count * len(benchmark(name).kinds)  # each instruction kind of a problem is an item
+    bench, problems = benchmark(name), benchmark_settings(dict(cfg), name)["problems"]
+    count = bench.size if problems is None else problems if isinstance(problems, int) else len(problems)
+    return count * len(bench.kinds)  # each instruction kind of a problem is an item
 
 
 def plan(

@@ -112,6 +112,7 @@ class AiderExercism(Benchmark):
     default_source = None  # not on the hub: a local copy must be named
     hub_split = "test"  # unused: the source is a local file
     kinds = (KIND,)
+    size = 133
     timeout_s = TIMEOUT_S
     instruction_fields = ("instructions",)
     sampling_defaults = {"max_tokens": 4096}  # whole files: the longest example solution is about 2,600 tokens

@@ -54,6 +54,7 @@ class Benchmark(ABC):
     env_var: ClassVar[str]  # a local copy that replaces the configured source
     default_source: ClassVar[str | None]  # hub id or path; None: a local copy must be named
     kinds: ClassVar[tuple[str, ...]]  # instruction kinds, the splits a score is reported by
+    size: ClassVar[int]  # problems in the whole set (an experiment's power preflight plans with it)
     timeout_s: ClassVar[int]  # the harness's time limit per program
     quoted: ClassVar[tuple[QuotedRow, ...]] = ()
     # The fields of ``reference_texts`` that are prose (compared as instructions); the rest are code.

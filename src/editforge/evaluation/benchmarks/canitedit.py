@@ -46,6 +46,7 @@ class CanItEdit(Benchmark):
     env_var: ClassVar[str] = BENCHMARK_ENV
     default_source: ClassVar[str | None] = "nuprl/CanItEdit"
     kinds: ClassVar[tuple[str, ...]] = STYLES
+    size: ClassVar[int] = 105
     timeout_s: ClassVar[int] = 15  # the default of the config's evaluation.timeout_s, which CanItEdit's rules use
     instruction_fields: ClassVar[tuple[str, ...]] = ("instruction_lazy", "instruction_descriptive")
     quoted: ClassVar[tuple[QuotedRow, ...]] = tuple(_quoted(*row) for row in PAPER_ROWS)

@@ -80,6 +80,7 @@ class HumanEvalFix(Benchmark):
     default_source: ClassVar[str | None] = "bigcode/humanevalpack"
     hub_file: ClassVar[str | None] = "data/python/data/humanevalpack.jsonl"
     kinds: ClassVar[tuple[str, ...]] = ("tests", "docs")
+    size: ClassVar[int] = 164
     timeout_s: ClassVar[int] = 10
     instruction_fields: ClassVar[tuple[str, ...]] = ("docstring",)
     quoted: ClassVar[tuple[QuotedRow, ...]] = (
