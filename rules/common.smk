@@ -50,9 +50,16 @@ CELLS = [cell.id for cell in EXPERIMENT.cells] if EXPERIMENT else []
 # Every synthesis model of the run or of a variant: a variant's model synthesizes with the run's rules
 # where its generation settings are the run's.
 ALL_SYNTHESIS_MODELS = list(dict.fromkeys([*SYNTHESIS_MODELS, *(EXPERIMENT.synthesis_models() if EXPERIMENT else [])]))
-# The models the preflight checks: every synthesis model, and every evaluated model behind an API.
+# The LLM judge's model (filtering.judge.model) of the run and of every variant that has one.
+VARIANT_CONFIGS = [v.config for v in EXPERIMENT.variants.values() if v.config] if EXPERIMENT else []
+JUDGE_MODELS = list(
+    dict.fromkeys(c["filtering"]["judge"]["model"] for c in [config, *VARIANT_CONFIGS] if experiment_grid.judged(c))
+)
+# The triplets the dataset stage reads: the judge's where it is on, else dedup's.
+FILTERED_TRIPLETS = experiment_grid.filtered_triplets("results", "results", config)
+# The models the preflight checks: every synthesis model, every judge, and every evaluated model behind an API.
 API_TARGETS = [t for t in TARGETS if config["models"].get(t, {}).get("backend") == "openai"]
-CHECKED_MODELS = list(dict.fromkeys([*ALL_SYNTHESIS_MODELS, *API_TARGETS]))
+CHECKED_MODELS = list(dict.fromkeys([*ALL_SYNTHESIS_MODELS, *JUDGE_MODELS, *API_TARGETS]))
 # The synthesis prompts as inputs (an edit reruns synthesis), found through the package that reads them:
 # workflow.basedir is the deploying workflow's folder when this workflow runs as a module.
 TEMPLATES = [str(path) for path in synthesis_files()]
@@ -135,6 +142,39 @@ def target_mem_mb(wildcards):
 def tests_model_gpus(wildcards):
     name = tests_model_params(wildcards)
     return 0 if name is None else cluster_resources.model_gpus(config["models"][name])
+
+
+def judge_settings(wildcards):
+    """The judge settings of the run, or of the variant that builds this judge stage."""
+    cfg = stage_config(wildcards) if hasattr(wildcards, "stage") else config
+    return cfg["filtering"]["judge"]
+
+
+def judge_model_spec(wildcards):
+    return config["models"][judge_settings(wildcards)["model"]]
+
+
+def judge_model_params(wildcards):
+    """What the judge's answers depend on in its models entry (as the synthesis rules' model param)."""
+    return efconfig.output_spec(judge_model_spec(wildcards))
+
+
+def judge_preflight(wildcards):
+    """A judge behind an API is checked before its first call (as a synthesis model is)."""
+    name = judge_settings(wildcards)["model"]
+    return f"results/preflight/judge/{name}.txt" if config["models"][name]["backend"] == "openai" else []
+
+
+def judge_threads(wildcards):
+    return _threads(judge_model_spec(wildcards))
+
+
+def judge_gpus(wildcards):
+    return cluster_resources.model_gpus(judge_model_spec(wildcards))
+
+
+def judge_mem_mb(wildcards):
+    return _mem_mb(judge_model_spec(wildcards))
 
 
 def student_model_input(wildcards):

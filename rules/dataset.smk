@@ -4,7 +4,7 @@
 
 rule dataset:
     input:
-        triplets="results/filtered/triplets.jsonl",
+        triplets=FILTERED_TRIPLETS,
         decontamination="results/filtered/decontamination.json",
         seeds="results/seeds/stats.json",
     output:

@@ -112,7 +112,7 @@ use rule filter_shard as experiment_filter_shard with:
     log:
         "logs/experiments/{experiment}/{stage}/filter/{model}/{shard}.log",
     params:
-        settings=lambda wildcards: stage_config(wildcards)["filtering"],
+        settings=lambda wildcards: experiment_grid.filtering_settings(stage_config(wildcards)),
         tests_model=lambda wildcards: experiment_grid.tests_model(stage_config(wildcards), wildcards.model),
         sandbox=lambda wildcards: experiment_grid.filtering_sandbox(stage_config(wildcards)),
 
@@ -138,9 +138,22 @@ use rule dedup as experiment_dedup with:
         | ({"benchmark_texts": PLUGIN_TEXTS} if PLUGIN_TEXTS else {}),
 
 
-use rule dataset as experiment_mix with:
+use rule judge as experiment_judge with:
     input:
         triplets=lambda wildcards: f"{stage_level_root(wildcards, 'filtering')}/filtered/triplets.jsonl",
+        prompts=JUDGE_PROMPTS,
+        preflight=judge_preflight,
+    output:
+        triplets="results/experiments/{experiment}/stages/{stage}/filtered/judged.jsonl",
+        report="results/experiments/{experiment}/stages/{stage}/filtered/judge.json",
+        usage="results/experiments/{experiment}/stages/{stage}/filtered/judge.usage.json",
+    log:
+        "logs/experiments/{experiment}/{stage}/judge.log",
+
+
+use rule dataset as experiment_mix with:
+    input:
+        triplets=lambda wildcards: EXPERIMENT.triplets(wildcards.stage),
         decontamination=lambda wildcards: f"{stage_level_root(wildcards, 'filtering')}/filtered/decontamination.json",
         seeds=lambda wildcards: f"{stage_level_root(wildcards, 'generation')}/seeds/stats.json",
     output:

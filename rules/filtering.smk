@@ -1,5 +1,5 @@
-# Stage 4: per-shard validity, diff and execution checks, then global exact and
-# near deduplication and decontamination against the benchmark.
+# Stage 4: per-shard validity, diff, static and execution checks, then global exact and
+# near deduplication and decontamination against the benchmark, then the optional LLM judge.
 
 from editforge.templates import template_path
 
@@ -10,6 +10,8 @@ GENERATED_TESTS_PROMPTS = (
     if config["filtering"]["generated_tests"]
     else []
 )
+# The judge's prompt files: inputs of the judge rules only, which run only where a judge is set.
+JUDGE_PROMPTS = [str(template_path(name)) for name in ("judge_system", "judge")]
 
 
 rule benchmark:
@@ -64,7 +66,7 @@ rule filter_shard:
         mem_mb=job_mem_mb("filter_shard", gpus=tests_model_gpus),
         runtime=job_runtime("filter_shard", tests_model_gpus),
     params:
-        settings=config["filtering"],
+        settings=experiment_grid.filtering_settings(config),
         tests_model=tests_model_params,
         sandbox=sandbox_params_for_filtering(),
     script:
@@ -91,3 +93,30 @@ rule dedup:
         settings=DEDUP_SETTINGS,
     script:
         "../scripts/dedup.py"
+
+
+# The LLM judge (filtering.judge): every deduplicated triplet, per instruction style, in one job, so a
+# model in batch mode gets one batch and nothing is judged that dedup or decontamination dropped.
+rule judge:
+    input:
+        triplets="results/filtered/triplets.jsonl",
+        prompts=JUDGE_PROMPTS,
+        preflight=judge_preflight,
+    output:
+        triplets="results/filtered/judged.jsonl",
+        report="results/filtered/judge.json",
+        usage="results/filtered/judge.usage.json",
+    log:
+        "logs/judge.log",
+    conda:
+        "../envs/filtering.yaml"
+    threads: job_threads("judge", judge_threads, judge_gpus)
+    resources:
+        gpu=judge_gpus,
+        mem_mb=job_mem_mb("judge", judge_mem_mb, judge_gpus),
+        runtime=job_runtime("judge", judge_gpus),
+    params:
+        settings=judge_settings,
+        model=judge_model_params,
+    script:
+        "../scripts/judge.py"

@@ -16,8 +16,9 @@ rule report:
             model=SYNTHESIS_MODELS,
             round=[1, 2],
             shard=SHARDS,
-        ),
-        filtered="results/filtered/triplets.jsonl",
+        )
+        + (["results/filtered/judge.usage.json"] if experiment_grid.judged(config) else []),
+        filtered=FILTERED_TRIPLETS,
         dataset="results/dataset/stats.json",
     output:
         json="results/report/funnel.json",
@@ -39,7 +40,7 @@ rule report:
 
 rule report_figures:
     input:
-        filtered="results/filtered/triplets.jsonl",
+        filtered=FILTERED_TRIPLETS,
         topics="results/dataset/topics.json",
     output:
         diff_sizes=report(

@@ -14,7 +14,7 @@ rule preflight:
     log:
         "logs/preflight/{use}/{checked}.log",
     wildcard_constraints:
-        use="synthesis|evaluation",
+        use="synthesis|judge|evaluation",
     conda:
         "../envs/synthesis.yaml"
     script:

@@ -209,6 +209,9 @@ def _check_references(cfg: dict[str, Any]) -> None:
     tests_model = cfg["filtering"]["generated_tests_model"]
     if tests_model is not None and tests_model not in models:
         raise ConfigError(f"filtering.generated_tests_model: '{tests_model}' is not defined under models")
+    judge_model = cfg["filtering"]["judge"]["model"]
+    if judge_model is not None and judge_model not in models:
+        raise ConfigError(f"filtering.judge.model: '{judge_model}' is not defined under models; add it or set null")
     seeds = cfg["seeds"]
     if seeds["min_lines"] > seeds["max_lines"]:
         raise ConfigError("seeds.min_lines: must not exceed seeds.max_lines")
@@ -263,7 +266,7 @@ def missing_api_keys(cfg: dict[str, Any]) -> list[str]:
     return [
         f"models.{name}.api_key_env: environment variable {env} is not set (export {env}=... before running)"
         for name in models_in_use(cfg)
-        if (env := cfg["models"][name].get("api_key_env")) and not os.environ.get(env)
+        if (env := cfg["models"].get(name, {}).get("api_key_env")) and not os.environ.get(env)
     ]
 
 
@@ -274,8 +277,12 @@ def _looks_like_file(source: str) -> bool:
 def models_in_use(cfg: dict[str, Any]) -> list[str]:
     """The models entries that this run will call."""
     used = list(cfg["synthesis"]["models"])
+    filterings = [cfg["filtering"]]
     for variant in cfg.get("experiments", {}).get("variants", {}).values():
         used += variant.get("overrides", {}).get("synthesis", {}).get("models", [])
+        filterings.append(variant.get("overrides", {}).get("filtering", {}))
+    for filtering in filterings:
+        used += [m for m in (filtering.get("generated_tests_model"), filtering.get("judge", {}).get("model")) if m]
     used += [t for t in cfg["evaluation"]["targets"] if t in cfg["models"]]
     used += [s["base_model"] for s in cfg["training"]["students"].values() if s["base_model"] in cfg["models"]]
     return list(dict.fromkeys(used))

@@ -21,15 +21,23 @@ from editforge.records import PathLike
 # not listed belongs to "parsed" (synthesis calls and parsing, which name their
 # reasons themselves). Within the per-shard filter the checks of "valid" and
 # "diff" are interleaved: a triplet counts where its first failed check is.
-STAGES = ("synthesized", "parsed", "valid", "diff", "executes", "decontaminated", "deduplicated")
+STAGES = ("synthesized", "parsed", "valid", "diff", "static", "executes", "decontaminated", "deduplicated", "judged")
 REASON_STAGES: dict[str, tuple[str, ...]] = {
     "valid": (
         "pre_code_syntax", "post_code_syntax", "empty_instruction", "lazy_too_long", "descriptive_leaks_post_code",
     ),
     "diff": ("no_change", "too_few_changed_lines", "too_many_changed_lines", "too_many_hunks"),
+    "static": tuple(
+        f"{code}_{check}"
+        for code in ("pre_code", "post_code")
+        for check in ("leftover_markup", "truncated", "missing_import", "undefined_name")
+    ),
     "executes": ("post_code_fails_to_run", "no_tests", "generated_tests_fail_on_post", "generated_tests_pass_on_pre"),
     "decontaminated": ("contaminated",),
     "deduplicated": ("exact_duplicate", "near_duplicate_code", "near_duplicate_diff", "near_duplicate_instruction"),
+    "judged": (
+        "judge_edit_not_needed", "judge_edit_incomplete", "judge_unrelated_change", "judge_unparseable", "judge_error",
+    ),
 }
 _STAGE_OF = {reason: stage for stage, reasons in REASON_STAGES.items() for reason in reasons}
 

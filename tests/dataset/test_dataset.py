@@ -14,6 +14,7 @@ import pytest
 
 from editforge.dataset.mix import MixError, run_mix
 from editforge.edit_format import training_messages
+from editforge.funnel import STAGES
 from editforge.records import read_jsonl, write_jsonl
 
 SETTINGS: dict[str, Any] = {"styles": ["lazy", "descriptive"], "mix": {"m1": 0.5, "m2": 0.5}, "size_per_style": 10}
@@ -252,7 +253,7 @@ def test_card_has_stage_model_style_and_topic_counts_and_the_funnel_plot(filtere
     assert "| diff | 40 | 30 | 10 | no_change: 5 |" in card
     assert "![funnel](funnel.png)" in card and "## Topic balancing" in card
     assert (tmp_path / "out/funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [s["stage"] for s in stats["stages"]][-1] == "deduplicated"
+    assert [s["stage"] for s in stats["stages"]] == list(STAGES)
     assert sum(stats["triplets_per_model"].values()) == stats["distinct_triplets"]
 
 
@@ -322,3 +323,68 @@ def test_contaminated_triplets_are_in_no_export_and_the_card_counts_them(filtere
     card = (out / "README.md").read_text()
     assert "2 triplets overlapped the benchmark" in card and "1 by their code" in card and "1 by an instruction" in card
     assert "1 of them had passed every other filter" in card
+
+
+# ---------------------------------------------------------------- the LLM judge's per-style verdicts
+
+
+def judged(record: dict[str, Any], failed: dict[str, str] | None = None) -> dict[str, Any]:
+    """The record as the judge leaves it: both styles judged, those in ``failed`` (style -> reason) not passed."""
+    failed = failed or {}
+    verdicts = {name: {"verdict": "PASS", "reason": ""} for name in ("edit_needed", "edit_complete", "edit_focused")}
+    entries = {}
+    for style in ("lazy", "descriptive"):
+        reason = failed.get(style)
+        entry_verdicts = verdicts | ({"edit_complete": {"verdict": "FAIL", "reason": "half done"}} if reason else {})
+        entries[style] = {"passed": reason is None, "reason": reason, "verdicts": entry_verdicts, "error": None,
+                          "model": "judge1", "uncertain": "fail"}
+    return record | {"judge": entries}
+
+
+@pytest.fixture
+def judged_filtered(tmp_path: Path) -> Path:
+    """The filtered fixture's triplets judged: m1-000 failed for descriptive, m2-000 for lazy, the rest passed."""
+    records = [triplet("m1", i) for i in range(30)] + [triplet("m2", i) for i in range(10)]
+    failures = {"m1-000": {"descriptive": "judge_edit_incomplete"}, "m2-000": {"lazy": "judge_edit_incomplete"}}
+    path = tmp_path / "judged.jsonl"
+    write_jsonl(path, [judged(r, failures.get(r["id"])) for r in records])
+    return path
+
+
+def test_a_style_draws_only_the_triplets_that_passed_the_judge_for_it(judged_filtered: Path, tmp_path: Path) -> None:
+    stats, samples = mix(judged_filtered, tmp_path / "out", SETTINGS | {"size_per_style": 100})
+    ids = {s["id"] for s in samples}
+    assert "m1-000:lazy" in ids and "m1-000:descriptive" not in ids
+    assert "m2-000:descriptive" in ids and "m2-000:lazy" not in ids
+    assert stats["per_model_style"] == {"m1": {"lazy": 30, "descriptive": 29}, "m2": {"lazy": 9, "descriptive": 10}}
+    topics = json.loads((tmp_path / "out/topics.json").read_text())
+    assert (topics["lazy"]["documents"], topics["descriptive"]["documents"]) == (39, 39)
+    judge = stats["judge"]
+    assert judge["excluded_per_style"] == {"lazy": 1, "descriptive": 1}
+    assert (judge["models"], judge["uncertain"]) == (["judge1"], ["fail"])
+    m1_descriptive = judge["by_teacher"]["m1"]["descriptive"]
+    assert (m1_descriptive["judged"], m1_descriptive["passed"]) == (30, 29)
+    assert m1_descriptive["dropped"] == {"judge_edit_incomplete": 1}
+    assert m1_descriptive["verdicts"]["edit_complete"] == {"PASS": 29, "FAIL": 1, "UNCERTAIN": 0}
+    card = (tmp_path / "out/README.md").read_text()
+    assert "## LLM judge" in card and "A model (`judge1`) judged" in card and "UNCERTAIN counted as fail" in card
+    assert "kept triplets left out: 1 lazy, 1 descriptive" in card
+    assert "| m1 | descriptive | 29 / 30 | 30 / 0 / 0 | 29 / 1 / 0 | 30 / 0 / 0 | judge_edit_incomplete: 1 |" in card
+    assert "| m2 | descriptive | 10 / 10 | 10 / 0 / 0 | 10 / 0 / 0 | 10 / 0 / 0 | - |" in card
+
+
+def test_the_disjoint_split_deals_a_triplet_to_a_style_it_passed(judged_filtered: Path, tmp_path: Path) -> None:
+    _, samples = mix(judged_filtered, tmp_path / "out", SETTINGS | {"size_per_style": 100, "style_split": "disjoint"})
+    ids = {s["id"] for s in samples}
+    assert {"m1-000:lazy", "m2-000:descriptive"} <= ids and len(ids) == 40  # every triplet used once
+
+
+def test_a_judge_that_passes_everything_changes_no_sample(filtered: Path, tmp_path: Path) -> None:
+    records = list(read_jsonl(filtered))
+    write_jsonl(tmp_path / "judged.jsonl", [judged(r) if r["status"] == "ok" else r for r in records])
+    plain, _ = mix(filtered, tmp_path / "plain")
+    with_judge, _ = mix(tmp_path / "judged.jsonl", tmp_path / "judged")
+    for name in ("train.jsonl", "topics.json", "unfiltered.jsonl"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "judged" / name).read_bytes(), name
+    assert "judge" not in plain and with_judge["judge"]["excluded_per_style"] == {"lazy": 0, "descriptive": 0}
+    assert "## LLM judge" not in (tmp_path / "plain/README.md").read_text()

@@ -126,10 +126,10 @@ def test_owners_follow_the_levels_each_override_touches(grid: tuple[dict[str, An
     _, exp = grid
     owners = {name: v.owners for name, v in exp.variants.items() if v.kind == "overrides"}
     assert owners == {
-        "paper": {"generation": "", "filtering": "", "dataset": ""},
-        "lazy_only": {"generation": "", "filtering": "", "dataset": "lazy_only"},
-        "no_hunks": {"generation": "", "filtering": "no_hunks", "dataset": "no_hunks"},
-        "window": {"generation": "window", "filtering": "window", "dataset": "window"},
+        "paper": {"generation": "", "filtering": "", "judge": "", "dataset": ""},
+        "lazy_only": {"generation": "", "filtering": "", "judge": "", "dataset": "lazy_only"},
+        "no_hunks": {"generation": "", "filtering": "no_hunks", "judge": "no_hunks", "dataset": "no_hunks"},
+        "window": {"generation": "window", "filtering": "window", "judge": "window", "dataset": "window"},
     }
     assert exp.owners("generation") == ["window"]
     assert sorted(exp.owners("filtering")) == ["no_hunks", "window"]
@@ -160,10 +160,10 @@ def test_variants_with_the_same_settings_share_their_stages() -> None:
         )
     )
     v = exp.variants
-    assert v["lazy_a"].owners == {"generation": "", "filtering": "", "dataset": "lazy_a"}
-    assert v["lazy_b"].owners == {"generation": "", "filtering": "", "dataset": "lazy_a"}
-    assert v["hunks_a"].owners == {"generation": "", "filtering": "hunks_a", "dataset": "hunks_a"}
-    assert v["hunks_b"].owners == {"generation": "", "filtering": "hunks_a", "dataset": "hunks_a"}
+    assert v["lazy_a"].owners == {"generation": "", "filtering": "", "judge": "", "dataset": "lazy_a"}
+    assert v["lazy_b"].owners == {"generation": "", "filtering": "", "judge": "", "dataset": "lazy_a"}
+    assert v["hunks_a"].owners == {"generation": "", "filtering": "hunks_a", "judge": "hunks_a", "dataset": "hunks_a"}
+    assert v["hunks_b"].owners == {"generation": "", "filtering": "hunks_a", "judge": "hunks_a", "dataset": "hunks_a"}
     assert v["same"].owners == dict.fromkeys(LEVELS, "")
     assert v["small"].kind == "overrides" and v["small"].owners == dict.fromkeys(LEVELS, "")
     assert v["small"].size == {"n": 5, "unit": "rows", "mode": "at_most"}  # merged into the block's size
@@ -172,12 +172,48 @@ def test_variants_with_the_same_settings_share_their_stages() -> None:
     assert exp.owners("generation") == []
 
 
+def test_the_judge_is_a_level_of_its_own_and_static_checks_are_filterings() -> None:
+    """A judge variant reuses the run's filtering and dedup and reads its own judged triplets; switching the
+    static checks off rebuilds filtering; a variant turning the run's judge off reads dedup's file."""
+    no_static = dict.fromkeys(("undefined_names", "missing_imports", "leftover_markup", "truncated_code"), False)
+    raw = only(
+        judged={"overrides": {"filtering": {"judge": {"model": "smollm2"}}}},
+        lenient={"overrides": {"filtering": {"judge": {"model": "smollm2", "uncertain": "pass"}}}},
+        no_static={"overrides": {"filtering": {"static_checks": no_static}}},
+    )
+    exp = experiment(efconfig.validate(raw))
+    v = exp.variants
+    assert v["judged"].owners == {"generation": "", "filtering": "", "judge": "judged", "dataset": "judged"}
+    assert v["lenient"].owners == {"generation": "", "filtering": "", "judge": "lenient", "dataset": "lenient"}
+    assert v["no_static"].owners == {"generation": "", "filtering": "no_static", "judge": "no_static",
+                                     "dataset": "no_static"}
+    assert sorted(exp.owners("judge")) == ["judged", "lenient"]  # no_static has no judge to run
+    assert exp.triplets("judged") == "results/experiments/g/stages/judged/filtered/judged.jsonl"
+    assert exp.triplets("no_static") == "results/experiments/g/stages/no_static/filtered/triplets.jsonl"
+    assert exp.triplets("paper") == "results/filtered/triplets.jsonl"
+    # The run judges: a variant with the same judge shares it, one switching it off reads dedup's triplets.
+    raw = only(same={"overrides": {"filtering": {"judge": {"uncertain": "fail"}}}},
+               unjudged={"overrides": {"filtering": {"judge": {"model": None}}}})
+    raw["filtering"] = {"judge": {"model": "smollm2"}}
+    exp = experiment(efconfig.validate(raw))
+    assert exp.variants["same"].owners == dict.fromkeys(LEVELS, "")
+    assert exp.triplets("same") == "results/filtered/judged.jsonl"
+    assert exp.variants["unjudged"].owners["filtering"] == "" and exp.owners("judge") == []
+    assert exp.triplets("unjudged") == "results/filtered/triplets.jsonl"
+
+
+def test_a_judge_model_that_is_no_models_entry_is_named() -> None:
+    raw = only(judged={"overrides": {"filtering": {"judge": {"model": "gpt-9"}}}})
+    message = one_line_error(raw)
+    assert "experiments.variants.judged.overrides" in message and "filtering.judge.model: 'gpt-9'" in message
+
+
 def test_a_variant_adding_a_synthesis_model_lists_it() -> None:
     raw = only(two={"overrides": {"synthesis": {"models": ["smollm2", "smollm2b"]}}})
     raw["models"]["smollm2b"] = copy.deepcopy(raw["models"]["smollm2"])
     exp = experiment(efconfig.validate(raw))
     # the model list is not a generation setting (adding a model runs its branch only); filtering reads it
-    assert exp.variants["two"].owners == {"generation": "", "filtering": "two", "dataset": "two"}
+    assert exp.variants["two"].owners == {"generation": "", "filtering": "two", "judge": "two", "dataset": "two"}
     assert exp.synthesis_models() == ["smollm2", "smollm2b"]
 
 
@@ -189,6 +225,9 @@ def test_level_keys_depend_on_their_level_and_the_levels_before() -> None:
         "models": {"synthesis": {"models": ["smollm2", "smollm2"]}},
         "temperature": {"synthesis": {"sampling": {"temperature": 0.1}}},
         "window": {"seeds": {"snippet_mode": "window"}},
+        "judge": {"filtering": {"judge": {"model": "smollm2"}}},
+        "judge_setting_while_off": {"filtering": {"judge": {"uncertain": "pass"}}},
+        "static": {"filtering": {"static_checks": {"truncated_code": False}}},
         "budget": {"synthesis": {"max_error_share": 0.9}},
         "workers": {"evaluation": {"workers": 9}},
     }
@@ -198,10 +237,13 @@ def test_level_keys_depend_on_their_level_and_the_levels_before() -> None:
         changed[name] = [level for level in LEVELS if level_key(other, level) != level_key(cfg, level)]
     assert changed == {
         "styles": ["dataset"],
-        "hunks": ["filtering", "dataset"],
-        "models": ["filtering", "dataset"],
-        "temperature": ["generation", "filtering", "dataset"],
-        "window": ["generation", "filtering", "dataset"],
+        "hunks": ["filtering", "judge", "dataset"],
+        "models": ["filtering", "judge", "dataset"],
+        "temperature": ["generation", "filtering", "judge", "dataset"],
+        "window": ["generation", "filtering", "judge", "dataset"],
+        "judge": ["judge", "dataset"],
+        "judge_setting_while_off": [],
+        "static": ["filtering", "judge", "dataset"],
         "budget": [],
         "workers": [],
     }

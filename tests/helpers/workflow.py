@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from editforge.templates import template
 from helpers import REPO, SHARED
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -24,7 +25,9 @@ WORDS = (
 
 
 def synthesis_responder(body: dict[str, Any], index: int) -> str:
-    """Well-formed dialogue answers, different for every prompt."""
+    """Well-formed dialogue answers, different for every prompt; a judge's verdicts to a judge's prompt."""
+    if body["messages"][0]["content"] == template("judge_system"):
+        return judge_answer(body["messages"][-1]["content"])
     user_turns = [m for m in body["messages"] if m["role"] == "user"]
     rng = random.Random(hashlib.sha256(user_turns[0]["content"].encode()).hexdigest())
     name, var, other = rng.sample(WORDS, 3)
@@ -49,6 +52,17 @@ def synthesis_responder(body: dict[str, Any], index: int) -> str:
         f"    for {var} in {var}s:\n", f"    for {var} in {var}s:\n        if {var} < 0:\n            continue\n"
     )
     return f"[Program After Edit]\n```python\n{after}```"
+
+
+def judge_answer(prompt: str) -> str:
+    """The judge's verdicts on one prompt: every fourth (by a hash of the prompt) fails edit_complete."""
+    incomplete = int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % 4 == 0
+    verdicts = {
+        "edit_needed": {"verdict": "PASS", "reason": "the program does not do it yet"},
+        "edit_complete": {"verdict": "FAIL" if incomplete else "PASS", "reason": "scripted"},
+        "edit_focused": {"verdict": "PASS", "reason": "nothing else changes"},
+    }
+    return f"```json\n{json.dumps(verdicts)}\n```"
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
@@ -171,7 +185,9 @@ def every_benchmark(config: dict[str, Any]) -> dict[str, Any]:
 def every_experiment_rule(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """``config`` with an experiments block whose cells need every experiment rule, in as few jobs as
     that takes: an external set (written to ``workdir``) as the baseline, and a variant with seeds of
-    its own (so its synthesis, filtering and mix); one student, one seed, CanItEdit; sets of up to 4 rows."""
+    its own (so its synthesis, filtering, judge and mix); one student, one seed, CanItEdit; sets of up to
+    4 rows. The run's LLM judge is on, so the judge rules run too."""
+    config["filtering"]["judge"] = {"model": "fake"}
     external = workdir / "external.jsonl"
     rows = [
         {

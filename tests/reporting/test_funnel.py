@@ -10,6 +10,7 @@ import pytest
 from editforge.funnel import plot_funnel, stage_counts, stage_of
 from editforge.records import write_jsonl
 from editforge.reporting.funnel import render_markdown, write_funnel
+from editforge.verdicts import VERDICTS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -66,7 +67,7 @@ def test_write_funnel_adds_stages_and_an_optional_plot(tmp_path: Path) -> None:
             tmp_path / "funnel.json", tmp_path / "funnel.md"]
     funnel = write_funnel(*args)  # the rule's call, unchanged
     assert not (tmp_path / "funnel.png").exists()
-    assert [row["remaining"] for row in funnel["stages"]] == [4, 3, 3, 2, 2, 2, 2]
+    assert [row["remaining"] for row in funnel["stages"]] == [4, 3, 3, 2, 2, 2, 2, 2, 2]
     assert json.loads((tmp_path / "funnel.json").read_text())["stages"] == funnel["stages"]
     markdown = (tmp_path / "funnel.md").read_text()
     assert "| diff | 2 | 2 | no_change: 1 |" in markdown and markdown == render_markdown(funnel)
@@ -116,3 +117,33 @@ def test_every_answer_is_counted_once_per_round_whichever_run_paid_for_it(tmp_pa
     markdown = (tmp_path / "funnel.md").read_text()
     assert "| m | 1 | 1 | - | 10 | 5 | 5 | 1 | 100 | 20 | 1.0000 |" in markdown
     assert "| m | round1 | 8 | 3 | 2 | 5 | 1 |" in markdown  # 2 of the 3 paid now came through a batch
+
+
+def test_the_judges_usage_is_its_own_section_not_a_teachers(tmp_path: Path) -> None:
+    """The judge may be a teacher's own model entry: its calls are filtering's and are not added to the
+    teacher's synthesis row; the judge's drops are the funnel's last stage."""
+    (tmp_path / "seeds.json").write_text(json.dumps({"pairs": 2}))
+    by_teacher = {"m": {"lazy": {"judged": 2, "passed": 1, "dropped": {"judge_edit_incomplete": 1},
+                                 "verdicts": {v: {"PASS": 2, "FAIL": 0, "UNCERTAIN": 0} for v in VERDICTS}}}}
+    by_teacher["m"]["lazy"]["verdicts"]["edit_complete"] = {"PASS": 1, "FAIL": 1, "UNCERTAIN": 0}
+    (tmp_path / "dataset.json").write_text(json.dumps({"total": 1, "judge": {"by_teacher": by_teacher}}))
+    synthesis = tmp_path / "synthesis/m/round1/000.usage.json"
+    synthesis.parent.mkdir(parents=True)
+    synthesis.write_text(json.dumps({"model": "m", "round": "round1", "calls": 2, "prompt_tokens": 10, "cost": 0.1}))
+    judge = tmp_path / "filtered/judge.usage.json"
+    judge.parent.mkdir(parents=True)
+    judge.write_text(json.dumps({"model": "m", "round": "judge", "calls": 4, "cached": 1, "prompt_tokens": 40,
+                                 "completion_tokens": 8, "cost": 0.4}))
+    write_jsonl(tmp_path / "judged.jsonl", [
+        {"id": "1", "model": "m", "status": "ok"},
+        {"id": "2", "model": "m", "status": "dropped", "reason": "judge_edit_incomplete"},
+    ])
+    funnel = write_funnel(tmp_path / "seeds.json", [synthesis, judge], tmp_path / "judged.jsonl",
+                          tmp_path / "dataset.json", tmp_path / "funnel.json", tmp_path / "funnel.md")
+    assert funnel["synthesis"]["m"]["usage"]["calls"] == 2
+    assert funnel["judge"]["m"]["answered"] == 5 and funnel["judge"]["m"]["cost"] == pytest.approx(0.4)
+    assert funnel["stages"][-1] == {"stage": "judged", "remaining": 1, "per_model": {"m": 1},
+                                    "dropped": {"judge_edit_incomplete": 1}}
+    markdown = (tmp_path / "funnel.md").read_text()
+    assert "## LLM judge" in markdown and "| m | 5 | 4 | 1 | 0 | 40 | 8 | 0.4000 |" in markdown
+    assert "| m | lazy | 1 / 2 | 2 / 0 / 0 | 1 / 1 / 0 | 2 / 0 / 0 | judge_edit_incomplete: 1 |" in markdown

@@ -72,6 +72,29 @@ def test_unknown_model_reference_is_named(demo: dict) -> None:
     assert "synthesis.models: 'gpt-9'" in _error(demo)
 
 
+def test_the_filters_settings_are_checked_by_name(demo: dict) -> None:
+    cfg = efconfig.validate(copy.deepcopy(demo))
+    assert cfg["filtering"]["static_checks"] == dict.fromkeys(
+        ("undefined_names", "missing_imports", "leftover_markup", "truncated_code"), True
+    )
+    assert cfg["filtering"]["judge"]["model"] is None and cfg["filtering"]["judge"]["uncertain"] == "fail"
+    demo["filtering"]["judge"] = {"model": "gpt-9"}
+    assert "filtering.judge.model: 'gpt-9' is not defined under models" in _error(copy.deepcopy(demo))
+    demo["filtering"]["judge"] = {"model": "smollm2", "verdicts": ["edit_correct"]}
+    assert "filtering.judge.verdicts" in _error(copy.deepcopy(demo))
+    demo["filtering"]["judge"] = {"model": "smollm2"}
+    demo["filtering"]["static_checks"] = {"undefined_name": False}
+    assert "did you mean 'undefined_names'?" in _error(demo)
+
+
+def test_a_judges_api_key_is_needed_too(demo: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDITFORGE_TEST_KEY", raising=False)
+    demo["models"]["judge"] = {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+                               "api_key_env": "EDITFORGE_TEST_KEY"}
+    demo["filtering"]["judge"] = {"model": "judge"}
+    assert "models.judge.api_key_env" in _error(demo)
+
+
 def test_unknown_target_is_named(demo: dict) -> None:
     demo["evaluation"]["targets"] = ["nobody"]
     assert "evaluation.targets: 'nobody'" in _error(demo)

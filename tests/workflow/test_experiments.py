@@ -159,6 +159,22 @@ def test_a_dry_run_shows_the_jobs_each_variant_adds(tmp_path: Path, code_dir: Pa
         "experiment_data": 1,
         **per_cell,
     }
+    # The judge reuses the run's filtering and dedup (its model behind an API is checked first).
+    assert added({"overrides": {"filtering": {"judge": {"model": "fake"}}}}) == {
+        "preflight": 1,
+        "experiment_judge": 1,
+        "experiment_mix": 1,
+        "experiment_data": 1,
+        **per_cell,
+    }
+    no_static = dict.fromkeys(("undefined_names", "missing_imports", "leftover_markup", "truncated_code"), False)
+    assert added({"overrides": {"filtering": {"static_checks": no_static}}}) == {
+        "experiment_filter_shard": 2,
+        "experiment_dedup": 1,
+        "experiment_mix": 1,
+        "experiment_data": 1,
+        **per_cell,
+    }
     assert added({"overrides": {"seeds": {"snippet_mode": "window"}}}) == {
         "experiment_seeds": 1,
         "experiment_synthesize_round1": 2,

@@ -377,6 +377,50 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
     assert sum(server.calls.values()) == calls_after_first_run
 
 
+def test_the_llm_judge_reruns_what_follows_dedup_and_keeps_a_style_only_where_it_passed(tiny_run: TinyRun) -> None:
+    """Switching the judge on runs it after dedup (filtering and dedup are not rerun); each kept triplet
+    is judged once per style; the dataset takes a style's sample only where that style passed; the funnel
+    books the judge's calls apart; a rerun of the judge is answered from the cache."""
+    workdir, server = tiny_run.workdir, tiny_run.server
+    config = copy.deepcopy(tiny_run.config)
+    config["filtering"]["judge"] = {"model": "fake"}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    try:
+        planned = planned_rules(run_snakemake(workdir, "--dry-run"))
+        assert planned["judge"] == 1 and {"dataset", "finetune", "report"} <= set(planned)
+        assert not {"filter_shard", "dedup", "synthesize_round1", "parse"} & set(planned)
+        calls_before = sum(server.calls.values())
+        run = run_snakemake(workdir, "results/dataset/train.jsonl", "results/report/funnel.json")
+        assert run.returncode == 0, run.stderr[-4000:]
+        results = workdir / "results"
+        kept = [t for t in read_jsonl(results / "filtered/triplets.jsonl") if t["status"] == "ok"]
+        judged = {t["id"]: t for t in read_jsonl(results / "filtered/judged.jsonl")}
+        assert sum(server.calls.values()) - calls_before == 2 * len(kept)  # a call per kept triplet and style
+        for triplet in kept:
+            verdicts = judged[triplet["id"]]["judge"]
+            assert set(verdicts) == {"lazy", "descriptive"}
+            passed = [style for style, outcome in verdicts.items() if outcome["passed"]]
+            if passed:
+                assert judged[triplet["id"]]["status"] == "ok"
+            else:
+                assert judged[triplet["id"]]["reason"] == "judge_edit_incomplete"
+        samples = list(read_jsonl(results / "dataset/train.jsonl"))
+        assert samples and all(judged[s["id"].rsplit(":", 1)[0]]["judge"][s["style"]]["passed"] for s in samples)
+        funnel = json.loads((results / "report/funnel.json").read_text())
+        assert funnel["judge"]["fake"]["answered"] == 2 * len(kept)
+        assert funnel["synthesis"]["fake"]["usage"]["calls"] == tiny_run.calls  # synthesis's own calls only
+        assert funnel["stages"][-1]["stage"] == "judged"
+        # Another judge setting reruns the judge, from the cache.
+        config["filtering"]["judge"]["uncertain"] = "pass"
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        calls_before = sum(server.calls.values())
+        rerun = run_snakemake(workdir, "results/filtered/judged.jsonl")
+        assert rerun.returncode == 0 and "judge" in rerun.stderr, rerun.stderr[-3000:]
+        assert sum(server.calls.values()) == calls_before
+    finally:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_run.config))
+
+
 # Clicks through the report as a reader would: each step is a menu link's text, or
 # ["view", label] for the view button of the result listed under that label.
 CLICKS_JS = """<script>

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from editforge.funnel import stage_table
+from editforge.verdicts import verdict_table
 
 # The Hub's dataset configs: name -> the Parquet file it loads as its train split.
 CONFIGS = {
@@ -101,6 +102,7 @@ def render_card(
         "",
         *seed_sources_section(seeds or {}),
         *decontamination_section(decontamination),
+        *judge_section(stats.get("judge") or {}),
         "## Topic balancing",
         "",
     ]
@@ -189,6 +191,31 @@ def decontamination_section(summary: Mapping[str, Any]) -> list[str]:
     if problems:
         top = ", ".join(f"{name} ({n})" for name, n in problems.most_common(10))
         lines.append(f"Problems matched most: {top}.")
+    return [*lines, ""]
+
+
+def judge_section(judge: Mapping[str, Any]) -> list[str]:
+    """The card's account of the LLM judge (``filtering.judge``), from the dataset stats' ``judge`` entry:
+    what it checks, and its verdicts per teacher and style. Nothing when the judge did not run."""
+    if not judge:
+        return []
+    models = ", ".join(f"`{model}`" for model in judge.get("models", [])) or "the configured judge"
+    uncertain = judge.get("uncertain", [])
+    counted = f"; UNCERTAIN counted as {uncertain[0]}" if len(uncertain) == 1 else ""
+    excluded = ", ".join(f"{n} {style}" for style, n in judge.get("excluded_per_style", {}).items())
+    lines = [
+        "## LLM judge",
+        "",
+        (
+            f"A model ({models}) judged each instruction style of the deduplicated triplets on its own: whether the "
+            "edit is needed (the pre-edit code does not already do what the instruction asks), complete (the "
+            "post-edit code does all of it) and focused (it changes no behaviour the instruction does not ask for), "
+            f"each PASS, FAIL or UNCERTAIN{counted}. A style that failed a required verdict gives no sample "
+            f"(kept triplets left out: {excluded or 'none'}); a triplet that passed no style was dropped."
+        ),
+        "",
+        *verdict_table(judge.get("by_teacher", {})),
+    ]
     return [*lines, ""]
 
 

@@ -9,6 +9,10 @@ triplet, and each model's triplets are sampled by max-min fair water-filling
 over their dominant topics, which keeps small topics whole and caps large ones.
 This is the paper's topic step, done within each model's share so that the
 shares stay exact. With fewer triplets than the quota, all are taken.
+
+Where the LLM judge ran (``editforge.filtering.judge``; ``editforge.verdicts``), a style draws only from
+the kept triplets that passed the judge for that style (``judge_passed``), and
+its topics are fitted over those; records the judge never saw are unaffected.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from editforge.dataset.export import write_exports
 from editforge.edit_format import training_messages
 from editforge.funnel import outcomes_of, plot_funnel, stage_counts
 from editforge.records import STYLES, TrainingRecord, read_jsonl, status_counts, write_json, write_jsonl
+from editforge.verdicts import judge_counts, judge_passed
 
 STYLE_SPLITS = ("independent", "disjoint")
 
@@ -94,14 +99,15 @@ def run_mix(
     shares = _shares(settings.get("mix") or {model: 1.0 for model in by_model}, by_model)
     quotas = {style: largest_remainder(shares, size) for style, size in sizes.items()}
 
-    fits = {style: _fit(kept, style, topic_settings, seed) for style in styles}
-    topic_of = {style: dict(zip((r["id"] for r in kept), fit.assignments)) for style, fit in fits.items()}
+    eligible = {style: [r for r in kept if judge_passed(r, style)] for style in styles}
+    fits = {style: _fit(eligible[style], style, topic_settings, seed) for style in styles}
+    topic_of = {style: dict(zip((r["id"] for r in eligible[style]), fit.assignments)) for style, fit in fits.items()}
 
     samples: list[TrainingRecord] = []
     for model in shares:
         pools = _style_pools(by_model.get(model, []), styles, style_split, seed, model)
         for style in styles:
-            pool = pools[style]
+            pool = [record for record in pools[style] if judge_passed(record, style)]
             rng = random.Random(f"{seed}:{style}:{model}")
             chosen = topic_model.balance(pool, [topic_of[style][r["id"]] for r in pool], quotas[style][model], rng)
             samples += [training_record(record, style, topic_of[style][record["id"]]) for record in chosen]
@@ -113,9 +119,11 @@ def run_mix(
     write_jsonl(out / "train.jsonl", samples)
     pl.DataFrame(samples, infer_schema_length=None).write_parquet(out / "train.parquet")
     write_exports(out, samples, records, styles)
-    topics = _topic_report(fits, kept, samples, styles)
+    topics = _topic_report(fits, eligible, samples, styles)
     write_json(out / "topics.json", topics)
     stats = _stats(samples, kept, quotas, styles, style_split, filtered_path, seed, fits)
+    if any("judge" in record for record in records):
+        stats["judge"] = _judge_stats(records, kept, styles)
     stages = stage_counts(outcomes_of(records))
     stats["stages"] = stages
     write_json(out / "stats.json", stats)
@@ -171,13 +179,20 @@ def _style_pools(
     Unlike the reference (which reseeds identically for both styles and so pairs
     every selected program with both of its instructions), each style draws with
     its own seed; ``style_split: disjoint`` goes further and gives each triplet to
-    at most one style.
+    at most one style, dealing the deck in turn to the styles it passed the judge for.
     """
     if style_split == "independent":
         return {style: records for style in styles}
     deck = list(records)
     random.Random(f"{seed}:split:{model}").shuffle(deck)
-    return {style: sorted(deck[i :: len(styles)], key=lambda r: r["id"]) for i, style in enumerate(styles)}
+    hands: dict[str, list[dict[str, Any]]] = {style: [] for style in styles}
+    turn = 0
+    for record in deck:
+        passed = [i for i in range(turn, turn + len(styles)) if judge_passed(record, styles[i % len(styles)])]
+        if passed:  # without the judge every style: the plain deal, card k to style k mod len(styles)
+            hands[styles[passed[0] % len(styles)]].append(record)
+            turn = (passed[0] + 1) % len(styles)
+    return {style: sorted(hand, key=lambda r: r["id"]) for style, hand in hands.items()}
 
 
 def _fit(
@@ -213,7 +228,7 @@ def training_record(triplet: Mapping[str, Any], style: str, topic: int) -> Train
 
 def _topic_report(
     fits: Mapping[str, topic_model.TopicFit],
-    kept: list[dict[str, Any]],
+    eligible: Mapping[str, list[dict[str, Any]]],
     samples: list[TrainingRecord],
     styles: list[str],
 ) -> dict[str, Any]:
@@ -223,7 +238,7 @@ def _topic_report(
         fit = fits[style]
         before = fit.sizes()
         per_model_before: dict[int, Counter[str]] = defaultdict(Counter)
-        for record, topic in zip(kept, fit.assignments):
+        for record, topic in zip(eligible[style], fit.assignments):
             per_model_before[topic][record["model"]] += 1
         chosen = [s for s in samples if s["style"] == style]
         after = Counter(s["topic"] for s in chosen)  # type: ignore[typeddict-item]
@@ -310,4 +325,16 @@ def _stats(
         "triplets_in_several_styles": sum(1 for n in triplet_styles.values() if n > 1),
         "topic_method": {style: fit.method for style, fit in fits.items()},
         "topics_per_style": {style: len(fit.sizes()) for style, fit in fits.items()},
+    }
+
+
+def _judge_stats(records: list[dict[str, Any]], kept: list[dict[str, Any]], styles: list[str]) -> dict[str, Any]:
+    """The LLM judge's outcomes as the records hold them: per teacher and style (judge.json's ``by_teacher``),
+    the kept triplets each style left out, the judging models and what UNCERTAIN counted as."""
+    entries = [entry for record in records for entry in (record.get("judge") or {}).values()]
+    return {
+        "models": sorted({str(entry["model"]) for entry in entries if entry.get("model")}),
+        "uncertain": sorted({str(entry["uncertain"]) for entry in entries if entry.get("uncertain")}),
+        "by_teacher": judge_counts(records),
+        "excluded_per_style": {style: sum(1 for r in kept if not judge_passed(r, style)) for style in styles},
     }

@@ -21,7 +21,8 @@ from typing import Any
 from editforge.config import CELL_SEP, ConfigError, benchmark_names, cell_dir, experiment_root
 
 # The data stages, in order; each level's outputs depend on its own settings and those of the levels before.
-LEVELS = ("generation", "filtering", "dataset")
+# The LLM judge is a level of its own: switching it on reuses the run's filtering and dedup.
+LEVELS = ("generation", "filtering", "judge", "dataset")
 OVERRIDABLE = ("seeds", "synthesis", "filtering", "dataset")
 # Settings a variant may not override, and why.
 FIXED = {
@@ -83,8 +84,18 @@ class Experiment:
         return cell_dir(self.name, cell_id)
 
     def owners(self, level: str) -> list[str]:
-        """The variants that build ``level`` themselves (the others share the run's or an earlier variant's)."""
-        return [v.name for v in self.variants.values() if v.kind == "overrides" and v.owners[level] == v.name]
+        """The variants that build ``level`` themselves (the others share the run's or an earlier variant's);
+        for the judge, those that have one."""
+        return [
+            v.name
+            for v in self.variants.values()
+            if v.kind == "overrides" and v.owners[level] == v.name and (level != "judge" or judged(v.config))
+        ]
+
+    def triplets(self, variant: str) -> str:
+        """The final filtered triplets of an overrides variant: judged where it has a judge."""
+        return filtered_triplets(self.level_root(variant, "filtering"), self.level_root(variant, "judge"),
+                                 self.variants[variant].config)
 
     def synthesis_models(self) -> list[str]:
         """Every synthesis model of the run or of an overrides variant."""
@@ -106,11 +117,31 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
 def level_settings(cfg: Mapping[str, Any], level: str) -> dict[str, Any]:
     """What the outputs of ``level`` (and of the levels before it) depend on."""
     settings: dict[str, Any] = {"seed": cfg["seed"], "seeds": cfg["seeds"], "synthesis": synthesis_settings(cfg)}
-    if level in ("filtering", "dataset"):
-        settings |= {"filtering": cfg["filtering"], "models": cfg["synthesis"]["models"]}
+    rank = LEVELS.index(level)
+    if rank >= LEVELS.index("filtering"):
+        settings |= {"filtering": filtering_settings(cfg), "models": cfg["synthesis"]["models"]}
+    if rank >= LEVELS.index("judge"):
+        settings["judge"] = cfg["filtering"]["judge"] if judged(cfg) else None
     if level == "dataset":
         settings["dataset"] = cfg["dataset"]
     return settings
+
+
+def filtering_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The filtering settings minus the judge's (its own rule's): the filter_shard rules' params."""
+    return {k: v for k, v in cfg["filtering"].items() if k != "judge"}
+
+
+def judged(cfg: Mapping[str, Any] | None) -> bool:
+    """Whether the settings switch the LLM judge on."""
+    return bool(cfg and cfg["filtering"]["judge"]["model"])
+
+
+def filtered_triplets(filtering_root: str, judge_root: str, cfg: Mapping[str, Any]) -> str:
+    """The triplets the dataset stage reads: the judge's where there is one, else dedup's."""
+    if judged(cfg):
+        return f"{judge_root}/filtered/judged.jsonl"
+    return f"{filtering_root}/filtered/triplets.jsonl"
 
 
 def synthesis_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def _jobs(exp: Experiment, cfg: Mapping[str, Any]) -> dict[str, int]:
         stages += 1 + 3 * shards * len(exp.variants[name].config["synthesis"]["models"])  # type: ignore[index]
     for name in exp.owners("filtering"):
         stages += 1 + shards * len(exp.variants[name].config["synthesis"]["models"])  # type: ignore[index]
-    stages += len(exp.owners("dataset"))
+    stages += len(exp.owners("judge")) + len(exp.owners("dataset"))
     # A synthesis model only variants use, where their generation is the run's: built in the run's folders.
     added = {
         model

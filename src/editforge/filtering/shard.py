@@ -1,8 +1,10 @@
-"""The filter_shard stage: every triplet of one shard checked on its own, then optionally run.
+"""The filter_shard stage: every triplet of one shard checked on its own, statically, then optionally run.
 
-``run_filter_shard`` checks each triplet on its own (``filter_triplet``), then runs the optional
-execution checks: the post-edit program must run, and, with ``generated_tests``, pass tests that a
-model writes for the edit (``editforge.filtering.generated_tests``).
+``run_filter_shard`` checks each triplet on its own (``filter_triplet``), then both of its programs
+statically (``static_issues``: undefined names, missing imports, leftover markup, code left out; one
+analyzer run per shard), then runs the optional execution checks: the post-edit program must run,
+and, with ``generated_tests``, pass tests that a model writes for the edit
+(``editforge.filtering.generated_tests``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from editforge.filtering.checks import TRIPLET_FIELDS, filter_triplet, is_kept, require_fields
 from editforge.filtering.generated_tests import check_generated_tests
+from editforge.filtering.static import static_issues
 from editforge.records import PathLike, drop, read_jsonl, status_counts, write_jsonl
 from editforge.sandbox import Isolation, Limits, run_many, select_isolation
 
@@ -28,12 +31,12 @@ def run_filter_shard(
 ) -> dict[str, int]:
     """Check every kept triplet of one shard; write all records; return status counts.
 
-    Records the triplet stage dropped stay dropped. With ``execution_check`` the
-    post-edit program of each triplet that passed the other checks is run in the
-    sandbox and must exit cleanly. With ``generated_tests`` (off by default) a
-    model then writes tests for each survivor (``check_generated_tests``);
-    ``tests_model`` names it and gives its ``models:`` entry, and ``cache_dir``
-    is the LLM cache.
+    Records the triplet stage dropped stay dropped. The static checks (``static_checks``, each on
+    unless switched off) drop a triplet by its first issue and keep why in ``static_issue``. With
+    ``execution_check`` the post-edit program of each triplet that passed the other checks is run
+    in the sandbox and must exit cleanly. With ``generated_tests`` (off by default) a model then
+    writes tests for each survivor (``check_generated_tests``); ``tests_model`` names it and gives
+    its ``models:`` entry, and ``cache_dir`` is the LLM cache.
     """
     isolation = None
     if settings.get("execution_check", False) or settings.get("generated_tests", False):
@@ -45,6 +48,11 @@ def run_filter_shard(
             reason = filter_triplet(record, settings)
             if reason is not None:
                 drop(record, reason)
+    passed = [r for r in records if r["status"] == "ok"]
+    for record, issue in zip(passed, static_issues(passed, settings.get("static_checks"))):
+        if issue is not None:
+            drop(record, issue.reason)
+            record["static_issue"] = issue.detail
     timeout_s = settings.get("execution_timeout_s", 10)
     if settings.get("execution_check", False):
         _check_execution([r for r in records if r["status"] == "ok"], timeout_s, isolation)

@@ -12,6 +12,7 @@ from typing import Any
 
 from editforge.funnel import outcomes_of, plot_funnel, stage_counts, stage_table
 from editforge.records import PathLike, read_jsonl, write_json
+from editforge.verdicts import verdict_table
 
 COUNTS = ("calls", "batch_calls", "cached", "errors")
 TOKENS = ("prompt_tokens", "completion_tokens")
@@ -74,7 +75,9 @@ def write_funnel(
     """Write the funnel as JSON and Markdown (and, with ``png_out``, as a plot); return it."""
     seeds = json.loads(Path(seeds_stats).read_text())
     dataset = json.loads(Path(dataset_stats).read_text())
-    usage = _usage_by_model(usage_paths)
+    # The judge's usage file (round "judge") is reported on its own: its calls are filtering's, not synthesis's.
+    judge_paths = [p for p in usage_paths if json.loads(Path(p).read_text()).get("round") == "judge"]
+    usage = _usage_by_model([p for p in usage_paths if p not in judge_paths])
     outcomes = _outcomes_by_model(filtered_path)
     funnel = {
         "seeds": seeds,
@@ -87,6 +90,8 @@ def write_funnel(
         "stages": stage_counts(outcomes),
         "dataset": dataset,
     }
+    if judge_paths:
+        funnel["judge"] = _usage_by_model(judge_paths)
     write_json(json_out, funnel)
     Path(markdown_out).write_text(render_markdown(funnel), encoding="utf-8")
     if png_out is not None:
@@ -127,6 +132,16 @@ def render_markdown(funnel: dict[str, Any]) -> str:
         for round_, use in row["usage"].get("by_round", {}).items():
             lines.append(f"| {model} | {round_} | {use['answered']:.0f} | {use['calls']:.0f} | "
                          f"{use.get('batch_calls', 0):.0f} | {use['cached']:.0f} | {use['errors']:.0f} |")
+    if funnel.get("judge"):
+        lines += ["", "## LLM judge", "", "| model | answered calls | paid now | from cache | failed calls | tokens in "
+                  "| tokens out | cost |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for model, use in funnel["judge"].items():
+            cost = "-" if use.get("cost") is None else f"{use['cost']:.4f}"
+            counts = " | ".join(f"{use[key]:.0f}" for key in ("answered", "calls", "cached", "errors", *TOKENS))
+            lines.append(f"| {model} | {counts} | {cost} |")
+    verdicts = (funnel["dataset"].get("judge") or {}).get("by_teacher")
+    if verdicts:
+        lines += ["", "Verdicts by teacher and instruction style:", "", *verdict_table(verdicts)]
     if funnel.get("stages"):
         lines += ["", "## Triplets after each stage", "", *stage_table(funnel["stages"])]
     dataset = funnel["dataset"]

@@ -7,6 +7,7 @@ that send it, so editing one reruns exactly those rules:
 - ``commit_system``, ``commit``: commit rewriting
 - ``fewshot.jsonl``: the one-shot examples of round 1
 - ``generated_tests_system``, ``generated_tests``: the generated-tests check of filtering
+- ``judge_system``, ``judge``: the LLM judge of filtering (``editforge.filtering.judge``)
 - ``loading.py``: reads them (``template``, ``load_fewshot``, ``synthesis_files``)
 """
 

@@ -199,12 +199,15 @@ def check_benchmark(source: str, loaded: str | os.PathLike[str], name: str = "ca
 
 def expected_answers(cfg: dict[str, Any], use: str, sizes: dict[str, int] | None = None) -> int:
     """About how many answers one model gives in this run: for synthesis, the prompts times the
-    calls a dialogue takes (sectioned: one a section of round 1, one for round 2); for evaluation,
+    calls a dialogue takes (sectioned: one a section of round 1, one for round 2); for the judge, the
+    prompts times the judged styles; for evaluation,
     per benchmark the selected problems times its instruction kinds, samples and tries (``sizes``:
     each benchmark's number of problems, for a selection of all)."""
     if use == "synthesis":
         calls = 5 if cfg["synthesis"]["mode"] == "sectioned" else 2
         return int(cfg["seeds"].get("num_prompts", 0)) * calls
+    if use == "judge":  # at most one answer per prompt and judged style
+        return int(cfg["seeds"].get("num_prompts", 0)) * len(cfg["filtering"]["judge"]["styles"])
     from editforge.evaluation.benchmarks.registry import benchmark
 
     total = 0
@@ -217,11 +220,11 @@ def expected_answers(cfg: dict[str, Any], use: str, sizes: dict[str, int] | None
 
 
 def run_model_preflight(name: str, use: str, cfg: dict[str, Any], benchmark_copy: str | os.PathLike[str]) -> list[str]:
-    """Every check for model ``name`` before its ``use`` ("synthesis" or "evaluation"); returns what
-    was checked, a line each.
+    """Every check for model ``name`` before its ``use`` ("synthesis", "judge" or "evaluation"); returns
+    what was checked, a line each.
 
-    Rule ``preflight`` runs them once per synthesis model (and per evaluated API model)
-    before the model's first synthesis or generation job:
+    Rule ``preflight`` runs them once per synthesis model (and per judge and evaluated API model)
+    before the model's first synthesis, judge or generation job:
 
     - the model's settings parse (a mistyped scheme such as ``htp://`` included);
     - an OpenAI-compatible server answers and accepts the key: ``GET /v1/models``, and one
@@ -233,7 +236,11 @@ def run_model_preflight(name: str, use: str, cfg: dict[str, Any], benchmark_copy
     - ``cache_dir`` is writable and its disk has room, roughly, for this model's answers;
     - every configured benchmark loads (decontamination and evaluation need them after the paid work).
     """
-    sampling = cfg["synthesis" if use == "synthesis" else "evaluation"]["sampling"]
+    max_tokens = (
+        cfg["filtering"]["judge"]["max_tokens"]
+        if use == "judge"
+        else cfg["synthesis" if use == "synthesis" else "evaluation"]["sampling"]["max_tokens"]
+    )
     # Every configured benchmark, its checked copy beside CanItEdit's (results/benchmark/<name>.jsonl).
     copies = {name: Path(benchmark_copy).with_name(f"{name}.jsonl") for name in cfg["evaluation"]["benchmarks"]}
     benchmarks = {
@@ -242,6 +249,6 @@ def run_model_preflight(name: str, use: str, cfg: dict[str, Any], benchmark_copy
     sizes = {name: size for name, (_, size) in benchmarks.items()}
     return [
         check_model(name, cfg["models"][name]),
-        check_cache_dir(cfg["cache_dir"], expected_answers(cfg, use, sizes), int(sampling["max_tokens"])),
+        check_cache_dir(cfg["cache_dir"], expected_answers(cfg, use, sizes), int(max_tokens)),
         *(line for line, _ in benchmarks.values()),
     ]
