@@ -408,7 +408,7 @@ def test_the_llm_judge_reruns_what_follows_dedup_and_keeps_a_style_only_where_it
         assert samples and all(judged[s["id"].rsplit(":", 1)[0]]["judge"][s["style"]]["passed"] for s in samples)
         funnel = json.loads((results / "report/funnel.json").read_text())
         assert funnel["judge"]["fake"]["answered"] == 2 * len(kept)
-        assert funnel["synthesis"]["fake"]["usage"]["calls"] == tiny_run.calls  # synthesis's own calls only
+        assert funnel["synthesis"]["fake"]["usage"]["answered"] == tiny_run.calls  # synthesis's own answers only
         assert funnel["stages"][-1]["stage"] == "judged"
         # Another judge setting reruns the judge, from the cache.
         config["filtering"]["judge"]["uncertain"] = "pass"
