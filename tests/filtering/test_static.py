@@ -129,6 +129,18 @@ def test_a_pre_edit_name_the_edit_defines_is_the_bug_it_fixes_not_a_broken_sampl
     assert issue_of(pre=unset, post=fixed) is None
     still = "def total(xs):\n    for x in xs:\n        count += x * 2\n    return count\n"
     assert issue_of(pre=unset, post=still).reason == "pre_code_undefined_name"
+    # Dropping the code that used the name fixes nothing: the pre-edit program was broken.
+    assert issue_of(pre=unset, post="def total(xs):\n    return sum(xs)\n").detail.startswith(
+        "pre_code line 3: "
+    )
+
+
+def test_a_program_of_comments_alone_is_truncated_code() -> None:
+    """What the embedded model writes at times: prose in comments where the edited program should be."""
+    prose = "# This is a refactored version of the original one.\n# Instead, it is a rewritten version.\n"
+    assert issue_of(post=prose) == Issue("post_code_truncated", "post_code no statement, only comments")
+    assert issue_of(pre=prose).reason == "pre_code_truncated"
+    assert issue_of(post=prose, switches={"truncated_code": False}) is None
 
 
 def test_a_star_import_hides_what_is_defined_so_nothing_is_flagged() -> None:

@@ -3,11 +3,12 @@
 ``static_issues`` finds, for each record, the first issue in this order: the pre-edit program's,
 then the post-edit program's, each checked for leftover markup, truncated code, a missing import
 and an undefined name. Names come from ruff's pyflakes rules (``static_names``). A name the
-pre-edit program lacks but the post-edit program defines is the bug the edit fixes (a missing
-import added, a variable set), not a broken sample, so only the pre-edit program's names that the
-edit leaves undefined count. Markup and placeholders are whole lines found by a regular
-expression, then confirmed with tree-sitter to be a comment (or code), not text inside a string
-literal: a docstring may show a markdown fence.
+pre-edit program lacks but the post-edit program uses and defines is the bug the edit fixes (a
+missing import added, a variable set), not a broken sample; the pre-edit program's other
+undefined names count, those the post-edit program drops with the code that used them included.
+Markup and placeholders are whole lines found by a regular expression, then confirmed with
+tree-sitter to be a comment (or code), not text inside a string literal: a docstring may show a
+markdown fence. A program of comments alone, prose where code should be, is truncated code too.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def is_placeholder_comment(comment: str) -> bool:
 # A line that may end a stub body (`pass`, `...`, or a one-line `def f(): ...`).
 _STUB_CANDIDATE = re.compile(r"(?:\bpass|\.\.\.)[ \t]*(?:#[^\n]*)?$", re.MULTILINE)
 _FUNCTIONS = Query(syntax.LANGUAGE, "(function_definition) @function")
+_IDENTIFIERS = Query(syntax.LANGUAGE, "(identifier) @name")
 _SKIPPED_DECORATORS = re.compile(r"(?:abstractmethod|overload)\s*$")
 
 
@@ -151,13 +153,22 @@ def static_issues(
     names = undefined_names(programs) if programs and {"missing_imports", "undefined_names"} & enabled else []
     for position, index in enumerate(named):
         pre, post = names[2 * position : 2 * position + 2] or ([], [])
-        still_undefined = {found.name for found in post}  # the pre-edit names the edit does not fix
+        unfixed = _unfixed(pre, post, records[index]["post_code"])
         issues[index] = (
-            _name_issue("pre_code", [found for found in pre if found.name in still_undefined], enabled)
+            _name_issue("pre_code", unfixed, enabled)
             or _local_issue(records[index], "post_code", enabled)
             or _name_issue("post_code", post, enabled)
         )
     return issues
+
+
+def _unfixed(pre: list[UndefinedName], post: list[UndefinedName], post_code: str) -> list[UndefinedName]:
+    """The pre-edit program's undefined names that the edit does not fix: fixed is a name the post-edit
+    program uses and defines (an import added, a variable set), not one it merely drops with its code."""
+    if not pre:
+        return []
+    undefined, present = {found.name for found in post}, _Source(post_code).identifiers()
+    return [found for found in pre if found.name in undefined or found.name not in present]
 
 
 def _name_issue(field: str, names: list[UndefinedName], enabled: set[str]) -> Issue | None:
@@ -183,7 +194,8 @@ def _local_issue(record: Mapping[str, Any], field: str, enabled: set[str]) -> Is
     if "leftover_markup" in enabled and (found := source.first(_is_markup_line, "leftover markup")):
         return Issue(f"{field}_{REASONS['leftover_markup']}", f"{field} {found}")
     if "truncated_code" in enabled:
-        found = source.first(is_placeholder_comment, "placeholder comment")
+        found = "no statement, only comments" if source.only_comments() else None
+        found = found or source.first(is_placeholder_comment, "placeholder comment")
         if found is None and field == "post_code":
             found = _stubbed_body(_Source(record["pre_code"]), source)
         if found is not None:
@@ -200,6 +212,16 @@ class _Source:
     @functools.cached_property
     def root(self) -> Node | None:
         return syntax.parse(self.code)
+
+    def only_comments(self) -> bool:
+        """Whether the program is prose in comments: valid Python without one statement."""
+        return self.root is not None and not syntax.statements(self.root)
+
+    def identifiers(self) -> set[str]:
+        """Every name the program uses or binds (empty where it is not Python)."""
+        if self.root is None:
+            return set()
+        return {_text(node) for node in QueryCursor(_IDENTIFIERS).captures(self.root).get("name", [])}
 
     def first(self, looks_like: Callable[[str], bool], what: str) -> str | None:
         """'line N: <what> <line>' for the first whole-line comment (or bare ``[Lazy]``) that ``looks_like``
