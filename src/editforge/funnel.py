@@ -47,18 +47,18 @@ def stage_of(reason: str) -> str:
     return _STAGE_OF.get(reason, "parsed")
 
 
-def stage_counts(outcomes: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+def stage_counts(outcomes: Mapping[str, Mapping[str, int]], judged: bool = False) -> list[dict[str, Any]]:
     """What remains after each stage, in total and per model, and what each stage dropped.
 
     ``outcomes`` maps a model to its counts: ``kept`` (or ``ok``) and one count per
     drop reason. Returns one entry per stage of ``STAGES``: ``stage``,
     ``remaining``, ``per_model`` (remaining per model) and ``dropped`` (reason ->
-    count, all models).
+    count, all models). The last stage, ``judged``, only where the LLM judge ran (``judged``).
     """
     per_model_start = {model: sum(counts.values()) for model, counts in outcomes.items()}
     remaining = dict(per_model_start)
     rows = [{"stage": STAGES[0], "remaining": sum(remaining.values()), "per_model": dict(remaining), "dropped": {}}]
-    for stage in STAGES[1:]:
+    for stage in STAGES[1:] if judged else STAGES[1:-1]:
         dropped: Counter[str] = Counter()
         for model, counts in outcomes.items():
             for reason, count in counts.items():

@@ -253,7 +253,7 @@ def test_card_has_stage_model_style_and_topic_counts_and_the_funnel_plot(filtere
     assert "| diff | 40 | 30 | 10 | no_change: 5 |" in card
     assert "![funnel](funnel.png)" in card and "## Topic balancing" in card
     assert (tmp_path / "out/funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [s["stage"] for s in stats["stages"]] == list(STAGES)
+    assert [s["stage"] for s in stats["stages"]] == list(STAGES[:-1])  # no judge ran: no "judged" stage
     assert sum(stats["triplets_per_model"].values()) == stats["distinct_triplets"]
 
 
@@ -361,6 +361,7 @@ def test_a_style_draws_only_the_triplets_that_passed_the_judge_for_it(judged_fil
     assert (topics["lazy"]["documents"], topics["descriptive"]["documents"]) == (39, 39)
     judge = stats["judge"]
     assert judge["excluded_per_style"] == {"lazy": 1, "descriptive": 1}
+    assert stats["stages"][-1]["stage"] == "judged"  # the funnel's last stage, where the judge ran
     assert (judge["models"], judge["uncertain"]) == (["judge1"], ["fail"])
     m1_descriptive = judge["by_teacher"]["m1"]["descriptive"]
     assert (m1_descriptive["judged"], m1_descriptive["passed"]) == (30, 29)

@@ -67,7 +67,7 @@ def test_write_funnel_adds_stages_and_an_optional_plot(tmp_path: Path) -> None:
             tmp_path / "funnel.json", tmp_path / "funnel.md"]
     funnel = write_funnel(*args)  # the rule's call, unchanged
     assert not (tmp_path / "funnel.png").exists()
-    assert [row["remaining"] for row in funnel["stages"]] == [4, 3, 3, 2, 2, 2, 2, 2, 2]
+    assert [row["remaining"] for row in funnel["stages"]] == [4, 3, 3, 2, 2, 2, 2, 2]  # no judge: no "judged" row
     assert json.loads((tmp_path / "funnel.json").read_text())["stages"] == funnel["stages"]
     markdown = (tmp_path / "funnel.md").read_text()
     assert "| diff | 2 | 2 | no_change: 1 |" in markdown and markdown == render_markdown(funnel)

@@ -124,7 +124,7 @@ def run_mix(
     stats = _stats(samples, kept, quotas, styles, style_split, filtered_path, seed, fits)
     if any("judge" in record for record in records):
         stats["judge"] = _judge_stats(records, kept, styles)
-    stages = stage_counts(outcomes_of(records))
+    stages = stage_counts(outcomes_of(records), judged=any("judge" in record for record in records))
     stats["stages"] = stages
     write_json(out / "stats.json", stats)
     plot_funnel({"stages": stages, "dataset": stats}, out / "funnel.png")

@@ -87,7 +87,7 @@ def write_funnel(
                     "usage": usage.get(model, {})}
             for model, counts in sorted(outcomes.items())
         },
-        "stages": stage_counts(outcomes),
+        "stages": stage_counts(outcomes, judged=bool(judge_paths)),
         "dataset": dataset,
     }
     if judge_paths:
