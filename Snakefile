@@ -46,6 +46,8 @@ rule all:
         "results/report/funnel.html",
         "results/report/diff_sizes.png",
         "results/report/topics.png",
+        # the students' training curves and final numbers, where there are students
+        expand("results/report/{name}", name=["training_curves.png", "training.csv", "training.md"]) if STUDENTS else [],
         # the experiments: block's grid, where there is one
         rules.experiment.input,
 

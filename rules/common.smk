@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from editforge.workflow import resources as cluster_resources
 from editforge import config as efconfig
+from editforge import monitoring
 from editforge.experiments import grid as experiment_grid
 from editforge.experiments import plan as experiment_plan
 from editforge.workflow import run_lock
@@ -20,7 +21,7 @@ from editforge.workflow.run_summary import end_of_run
 DRY_RUN = bool(workflow.output_settings and workflow.output_settings.dryrun)
 config.update(efconfig.validate(config, check_env=not DRY_RUN))
 if DRY_RUN and workflow.is_main_process:
-    for line in efconfig.missing_api_keys(config):
+    for line in efconfig.missing_api_keys(config) + monitoring.tracker_problems(config):
         print(f"warning: {line}; a real run stops here", file=sys.stderr)
 
 # After a hard kill the same command resumes: the dead run's lock goes first (looked at by
@@ -252,8 +253,10 @@ def training_threads(wildcards):
 
 
 def student_settings(wildcards):
-    """What trains the student; how it is served for evaluation is not part of it."""
-    return {k: v for k, v in config["training"]["students"][wildcards.student].items() if k != "serve"}
+    """What trains the student: not how it is served for evaluation, nor what only watches the run
+    (training.settings.MONITORING, which scripts/finetune.py reads from the config)."""
+    student = config["training"]["students"][wildcards.student]
+    return {k: v for k, v in student.items() if k != "serve" and k not in monitoring.MONITORING_KEYS}
 
 
 # What each job asks for (editforge.workflow.resources): config resources, grown on each retry (attempt),
@@ -346,7 +349,8 @@ def external_settings(wildcards):
 
 
 def variant_pools(wildcards):
-    """The pools a variant's set draws from (itself, or each variant of its blend), with their provenance."""
+    """The pools a variant's set draws from (itself, or each variant of its blend), with their provenance;
+    a pool of our own data is its dataset's training rows and its held-out validation rows."""
     variant = EXPERIMENT.variants[wildcards.variant]
     inputs = {}
     for part in variant.blend or {variant.name: 1.0}:
@@ -357,10 +361,18 @@ def variant_pools(wildcards):
         else:
             inputs |= {
                 f"{part}.pool": f"{EXPERIMENT.level_root(part, 'dataset')}/dataset/train.jsonl",
+                f"{part}.validation": f"{EXPERIMENT.level_root(part, 'dataset')}/dataset/validation.jsonl",
                 f"{part}.seeds": f"{EXPERIMENT.level_root(part, 'generation')}/seeds/stats.json",
                 f"{part}.decontamination": f"{EXPERIMENT.level_root(part, 'filtering')}/filtered/decontamination.json",
             }
     return inputs
+
+
+def variant_validation(wildcards):
+    """The variant's dataset.validation: its own settings for an overrides variant, the run's for an
+    external set or a blend."""
+    own = EXPERIMENT.variants[wildcards.variant].config
+    return (own or config)["dataset"]["validation"]
 
 
 def variant_components(wildcards):

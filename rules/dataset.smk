@@ -10,6 +10,8 @@ rule dataset:
     output:
         train="results/dataset/train.jsonl",
         parquet="results/dataset/train.parquet",
+        validation="results/dataset/validation.jsonl",
+        validation_parquet="results/dataset/validation.parquet",
         stats="results/dataset/stats.json",
         card="results/dataset/README.md",
         alpaca=multiext("results/dataset/train_alpaca", ".jsonl", ".parquet"),

@@ -16,7 +16,16 @@ rule experiment:
         expand(
             "results/experiments/{experiment}/{name}",
             experiment=[EXPERIMENT_NAME] if EXPERIMENT else [],
-            name=["cells.tsv", "power.json", "table.md", "table.csv", "table.tex", "deltas.csv", "forest.png"],
+            name=[
+                "cells.tsv",
+                "power.json",
+                "table.md",
+                "table.csv",
+                "table.tex",
+                "deltas.csv",
+                "forest.png",
+                "curves.png",
+            ],
         ),
 
 
@@ -159,6 +168,8 @@ use rule dataset as experiment_mix with:
     output:
         train="results/experiments/{experiment}/stages/{stage}/dataset/train.jsonl",
         parquet="results/experiments/{experiment}/stages/{stage}/dataset/train.parquet",
+        validation="results/experiments/{experiment}/stages/{stage}/dataset/validation.jsonl",
+        validation_parquet="results/experiments/{experiment}/stages/{stage}/dataset/validation.parquet",
         stats="results/experiments/{experiment}/stages/{stage}/dataset/stats.json",
         card="results/experiments/{experiment}/stages/{stage}/dataset/README.md",
         alpaca=multiext("results/experiments/{experiment}/stages/{stage}/dataset/train_alpaca", ".jsonl", ".parquet"),
@@ -205,12 +216,14 @@ rule experiment_external:
         "../scripts/experiment_external.py"
 
 
-# A variant's training set at its exact size, and its manifest; too few rows stop here, before training.
+# A variant's training set at its exact size, its held-out validation rows (the variant's
+# dataset.validation), and its manifest; too few rows stop here, before training.
 rule experiment_data:
     input:
         unpack(variant_pools),
     output:
         train="results/experiments/{experiment}/data/{variant}/train.jsonl",
+        validation="results/experiments/{experiment}/data/{variant}/validation.jsonl",
         manifest="results/experiments/{experiment}/data/{variant}/manifest.json",
     log:
         "logs/experiments/{experiment}/data/{variant}.log",
@@ -224,13 +237,15 @@ rule experiment_data:
         components=variant_components,
         size=lambda wildcards: EXPERIMENT.variants[wildcards.variant].size,
         seed=config["seed"],
+        validation=variant_validation,
     script:
         "../scripts/experiment_data.py"
 
 
 use rule finetune as experiment_finetune with:
     input:
-        "results/experiments/{experiment}/data/{variant}/train.jsonl",
+        train="results/experiments/{experiment}/data/{variant}/train.jsonl",
+        validation="results/experiments/{experiment}/data/{variant}/validation.jsonl",
     output:
         directory("results/experiments/{experiment}/cells/{variant}~{student}~s{seed}/model"),
     log:
@@ -267,6 +282,7 @@ rule experiment_report:
     input:
         per_problem="results/experiments/{experiment}/per_problem.parquet",
         manifests=expand("results/experiments/{{experiment}}/data/{variant}/manifest.json", variant=EXPERIMENT_VARIANTS),
+        models=expand("results/experiments/{{experiment}}/cells/{cell}/model", cell=CELLS),
     output:
         table="results/experiments/{experiment}/table.md",
         csv="results/experiments/{experiment}/table.csv",
@@ -277,6 +293,12 @@ rule experiment_report:
             caption="../report/forest.rst",
             category="Experiments",
             labels={"result": "paired differences with the baseline"},
+        ),
+        curves=report(
+            "results/experiments/{experiment}/curves.png",
+            caption="../report/experiment_curves.rst",
+            category="Experiments",
+            labels={"result": "training curves per variant and seed"},
         ),
     log:
         "logs/experiments/{experiment}/report.log",
@@ -293,5 +315,6 @@ rule experiment_report:
         samples=lambda wildcards: {b: efconfig.benchmark_settings(config, b)["samples"] for b in EXPERIMENT.benchmarks},
         seeds=lambda wildcards: EXPERIMENT.seeds,
         resamples=lambda wildcards: EXPERIMENT.resamples,
+        cells=lambda wildcards: [vars(cell) | {"id": cell.id} for cell in EXPERIMENT.cells],
     script:
         "../scripts/experiment_report.py"

@@ -1,11 +1,12 @@
 # The data funnel: every stage's counts and drops by reason, with token usage
 # and cost per model, from seed to dataset. Then what `snakemake --report`
-# shows besides: diff-size and topic histograms, and the tables as HTML pages.
+# shows besides: diff-size and topic histograms, the students' training curves, and the tables as HTML pages.
 
 
 localrules:
     report_figures,
     report_tables,
+    report_training,
 
 
 rule report:
@@ -67,10 +68,35 @@ rule report_figures:
         "../scripts/report_figures.py"
 
 
+rule report_training:
+    input:
+        models=expand("results/training/{student}/model", student=STUDENTS),
+    output:
+        png=report(
+            "results/report/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            subcategory="Curves",
+            labels={"result": "training curves"},
+        ),
+        csv="results/report/training.csv",
+        md="results/report/training.md",
+    log:
+        "logs/report_training.log",
+    conda:
+        "../envs/evaluation.yaml"
+    params:
+        students=STUDENTS,
+    script:
+        "../scripts/report_training.py"
+
+
 rule report_tables:
     input:
         summary="results/report/summary.csv",
         funnel="results/report/funnel.json",
+        # the students' final losses, beside their pass@1
+        training=["results/report/training.csv"] if STUDENTS else [],
     output:
         pass_at_1=report(
             "results/report/pass_at_1.html",

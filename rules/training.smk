@@ -1,12 +1,16 @@
 # Stage 5: supervised fine-tuning of each student on the mixed dataset. The
 # script starts `accelerate launch` itself when a student asks for several GPUs.
-# Checkpoints (results/training/{student}/checkpoints) are not outputs on
+# Checkpoints (results/training/{student}/checkpoints) and the trackers' live files
+# (results/training/{student}/runs: `tensorboard --logdir results`) are not outputs on
 # purpose: Snakemake deletes a failed job's outputs, and a rerun resumes from them.
+# Settings that only watch the run (report_to, eval_every, ...) are read from the
+# config by the script, not passed as params: changing them reruns nothing.
 
 
 rule finetune:
     input:
-        "results/dataset/train.jsonl",
+        train="results/dataset/train.jsonl",
+        validation="results/dataset/validation.jsonl",
     output:
         directory("results/training/{student}/model"),
     log:

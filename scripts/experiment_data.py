@@ -25,7 +25,13 @@ def provenance(part, spec):
 
 with logged(snakemake.log[0]):
     components = [
-        Component(part, spec["share"], snakemake.input[f"{part}.pool"], provenance(part, spec))
+        Component(
+            part,
+            spec["share"],
+            snakemake.input[f"{part}.pool"],
+            provenance(part, spec),
+            validation=snakemake.input.get(f"{part}.validation"),  # our own data's held-out rows
+        )
         for part, spec in snakemake.params.components.items()
     ]
     build_training_set(
@@ -34,4 +40,5 @@ with logged(snakemake.log[0]):
         snakemake.params.size,
         snakemake.params.seed,
         Path(snakemake.output.train).parent,
+        validation=snakemake.params.validation,
     )

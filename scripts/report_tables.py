@@ -8,4 +8,11 @@ from editforge.reporting.tables import write_tables
 from editforge.stage_log import logged
 
 with logged(snakemake.log[0]):
-    write_tables(snakemake.input.summary, snakemake.input.funnel, snakemake.output.pass_at_1, snakemake.output.funnel)
+    training = snakemake.input.training  # training.csv where there are students, else nothing
+    write_tables(
+        snakemake.input.summary,
+        snakemake.input.funnel,
+        snakemake.output.pass_at_1,
+        snakemake.output.funnel,
+        training_csv=(training if isinstance(training, str) else training[0]) if training else None,
+    )

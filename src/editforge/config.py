@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from editforge import monitoring
 from editforge.backend.serving import ServeSettings
 
 BENCHMARK_ENV = "EDITFORGE_CANITEDIT"
@@ -145,7 +146,7 @@ def validate(raw: dict[str, Any], *, check_env: bool = True) -> dict[str, Any]:
         cfg[section]["sampling"] = {**defaults, **cfg[section]["sampling"]}
     _check_references(cfg)
     _check_files(cfg)
-    if check_env and (missing := missing_api_keys(cfg)):
+    if check_env and (missing := missing_api_keys(cfg) + monitoring.tracker_problems(cfg)):
         raise ConfigError(missing[0])
     cfg = _sorted_keys(cfg)
     if "experiments" in cfg:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import re
@@ -17,7 +18,10 @@ from editforge.edit_format import training_messages
 from editforge.funnel import STAGES
 from editforge.records import read_jsonl, write_jsonl
 
+# Validation off: these tests count the mix (the held-out split has tests of its own below).
+OFF = {"validation": {"samples": 0}}
 SETTINGS: dict[str, Any] = {"styles": ["lazy", "descriptive"], "mix": {"m1": 0.5, "m2": 0.5}, "size_per_style": 10}
+SETTINGS |= OFF
 
 
 def triplet(model: str, number: int, status: str = "ok") -> dict[str, Any]:
@@ -135,6 +139,7 @@ def test_no_kept_triplets_is_a_clear_error(tmp_path: Path) -> None:
         (SETTINGS | {"mix": {"m1": 0}}, "dataset.mix needs non-negative shares with a positive sum"),
         (SETTINGS | {"style_split": "half"}, "dataset.style_split is 'half'"),
         (SETTINGS | {"mix": {"m1": 0.01, "m3": 0.99}}, "selects no samples"),  # m1's quota rounds to 0
+        (SETTINGS | {"validation": {"max_share": 0.9}}, "dataset.validation.max_share must be a number in (0, 0.5]"),
     ],
 )
 def test_bad_settings_are_clear_errors(filtered: Path, tmp_path: Path, settings: dict[str, Any], message: str) -> None:
@@ -180,7 +185,7 @@ def theme_counts(samples: list[dict[str, Any]], style: str) -> Counter[str]:
 @pytest.mark.parametrize("method", ["lda", pytest.param("hdp", marks=pytest.mark.skipif(
     importlib.util.find_spec("gensim") is None, reason="gensim is not installed"))])
 def test_topic_balancing_keeps_a_small_topic_whole(unbalanced: Path, tmp_path: Path, method: str) -> None:
-    settings = {"mix": {"m1": 1.0}, "size_per_style": 16, "topics": {"method": method, "num_topics": 2}}
+    settings = {"mix": {"m1": 1.0}, "size_per_style": 16, "topics": {"method": method, "num_topics": 2}} | OFF
     stats, samples = mix(unbalanced, tmp_path / "out", settings)
     for style in ("lazy", "descriptive"):
         assert theme_counts(samples, style) == {"http": 8, "matrix": 8}  # the water level is 8
@@ -196,7 +201,7 @@ def test_topic_balancing_keeps_a_small_topic_whole(unbalanced: Path, tmp_path: P
 
 
 def test_without_topics_the_draw_is_a_plain_random_sample(unbalanced: Path, tmp_path: Path) -> None:
-    settings = {"mix": {"m1": 1.0}, "size_per_style": 16, "topics": {"method": "none"}}
+    settings = {"mix": {"m1": 1.0}, "size_per_style": 16, "topics": {"method": "none"}} | OFF
     _, samples = mix(unbalanced, tmp_path / "out", settings)
     assert theme_counts(samples, "lazy")["http"] < 8
     assert {s["topic"] for s in samples} == {0}
@@ -259,15 +264,19 @@ def test_card_has_stage_model_style_and_topic_counts_and_the_funnel_plot(filtere
 
 def test_the_folder_loads_as_a_hub_dataset_in_every_config(filtered: Path, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
-    _, samples = mix(filtered, tmp_path / "out")
+    _, samples = mix(filtered, tmp_path / "out", SETTINGS | {"validation": {"max_share": 0.25}})
     out = str(tmp_path / "out")
-    default = datasets.load_dataset(out, split="train")
+    # A cache of its own: the library keys a local folder's cache by its name and files, not its path.
+    load = functools.partial(datasets.load_dataset, cache_dir=str(tmp_path / "hf-cache"))
+    default = load(out, split="train")
     assert default["id"] == [s["id"] for s in samples] and default[0]["messages"] == samples[0]["messages"]
-    alpaca = datasets.load_dataset(out, "alpaca", split="train")
+    validation = load(out, split="validation")
+    assert validation["id"] == [r["id"] for r in read_jsonl(tmp_path / "out/validation.jsonl")] and validation.num_rows
+    alpaca = load(out, "alpaca", split="train")
     assert alpaca["output"] == [s["messages"][2]["content"] for s in samples]
-    assert datasets.load_dataset(out, "unfiltered", split="train").num_rows == 90
-    assert datasets.load_dataset(out, "unfiltered_alpaca", split="train").num_rows == 90
-    assert datasets.load_dataset(out, "unfiltered_triplets", split="train").num_rows == 45
+    assert load(out, "unfiltered", split="train").num_rows == 90
+    assert load(out, "unfiltered_alpaca", split="train").num_rows == 90
+    assert load(out, "unfiltered_triplets", split="train").num_rows == 45
 
 
 def test_the_card_carries_the_hub_metadata_and_the_generating_models(filtered: Path, tmp_path: Path) -> None:
@@ -389,3 +398,47 @@ def test_a_judge_that_passes_everything_changes_no_sample(filtered: Path, tmp_pa
         assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "judged" / name).read_bytes(), name
     assert "judge" not in plain and with_judge["judge"]["excluded_per_style"] == {"lazy": 0, "descriptive": 0}
     assert "## LLM judge" not in (tmp_path / "plain/README.md").read_text()
+
+
+# ---------------------------------------------------------------- the held-out validation split
+
+
+def test_whole_triplets_are_held_out_of_every_training_file(filtered: Path, tmp_path: Path) -> None:
+    settings = SETTINGS | {"size_per_style": 100}
+    _, everything = mix(filtered, tmp_path / "all", settings)
+    stats, train = mix(filtered, tmp_path / "out", settings | {"validation": {"max_share": 0.25}})
+    out = tmp_path / "out"
+    held = list(read_jsonl(out / "validation.jsonl"))
+    assert 19 <= len(held) <= 20 == int(0.25 * len(everything))  # a quarter of 80, in whole triplets
+    assert [s["id"] for s in train] == [s["id"] for s in everything if s not in held]  # the order is kept
+    assert {s["id"] for s in train} | {s["id"] for s in held} == {s["id"] for s in everything}
+    assert not {s["triplet_id"] for s in train} & {s["triplet_id"] for s in held}
+    assert pl.read_parquet(out / "train.parquet")["id"].to_list() == [s["id"] for s in train]
+    assert pl.read_parquet(out / "validation.parquet")["id"].to_list() == [s["id"] for s in held]
+    assert [a["id"] for a in read_jsonl(out / "train_alpaca.jsonl")] == [s["id"] for s in train]
+    triplets = len({s["triplet_id"] for s in held})
+    assert stats["validation"] == {"rows": len(held), "triplets": triplets, "limit": 20, "reason": None}
+    assert stats["total"] == len(train) and sum(stats["per_style"].values()) == len(train)
+    card = (out / "README.md").read_text()
+    assert f"- Validation: {len(held)} samples from {triplets} triplets held out" in card
+    assert f"; {triplets} more ({len(held)} samples) are held out for validation." in card
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["editforge_validation"]["file_name"] == "validation.jsonl"
+
+
+def test_none_held_out_the_files_are_empty_and_the_card_says_why(filtered: Path, tmp_path: Path) -> None:
+    import yaml
+
+    stats, train = mix(filtered, tmp_path / "off")
+    assert len(train) == 20 and stats["validation"]["rows"] == 0
+    card = (tmp_path / "off/README.md").read_text()
+    assert "- Validation: none held out (switched off (dataset.validation.samples: 0))" in card
+    metadata = yaml.safe_load(card.removeprefix("---\n").split("\n---\n", 1)[0])
+    assert metadata["configs"][0]["data_files"] == [{"split": "train", "path": "train.parquet"}]
+    assert (tmp_path / "off/validation.jsonl").read_text() == ""
+    assert pl.read_parquet(tmp_path / "off/validation.parquet").height == 0
+    assert "editforge_validation" not in json.loads((tmp_path / "off/dataset_info.json").read_text())
+    # The defaults (256, a tenth) on 8 samples: a tenth is less than one triplet.
+    tiny = {"mix": {"m1": 1.0}, "size_per_style": 4, "style_split": "disjoint"}
+    stats, train = mix(filtered, tmp_path / "tiny", tiny)
+    assert len(train) == 8 and stats["validation"]["reason"] == "a tenth of 8 samples is less than one triplet"

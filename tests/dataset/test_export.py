@@ -96,3 +96,19 @@ def test_write_exports_writes_every_registered_file(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "dataset_info.json").read_text())
     assert all((tmp_path / e["file_name"]).is_file() or e["file_name"] == "train.jsonl" for e in info.values())
     assert [r["id"] for r in read_jsonl(tmp_path / "unfiltered.jsonl")] == ["a:lazy", "b:lazy"]
+
+
+def test_held_out_rows_are_written_and_registered_only_where_there_are_some(tmp_path: Path) -> None:
+    sample = {"id": "a:lazy", "triplet_id": "a", "model": "m", "style": "lazy", "topic": 0,
+              "messages": training_messages(PRE, "Return two.", POST)}
+    files = write_exports(tmp_path / "none", [sample], [record("a")], ["lazy"])
+    assert {"validation.jsonl", "validation.parquet"} <= set(files)
+    assert (tmp_path / "none/validation.jsonl").read_text() == ""
+    assert "editforge_validation" not in json.loads((tmp_path / "none/dataset_info.json").read_text())
+    held = sample | {"id": "b:lazy", "triplet_id": "b"}
+    write_exports(tmp_path / "some", [sample], [record("a"), record("b")], ["lazy"], validation=[held])
+    assert [r["id"] for r in read_jsonl(tmp_path / "some/validation.jsonl")] == ["b:lazy"]
+    assert pl.read_parquet(tmp_path / "some/validation.parquet")["id"].to_list() == ["b:lazy"]
+    info = json.loads((tmp_path / "some/dataset_info.json").read_text())
+    assert info["editforge_validation"] == info["editforge_train"] | {"file_name": "validation.jsonl"}
+    assert dataset_info(validation=True).keys() - dataset_info().keys() == {"editforge_validation"}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from editforge.dataset.validation import split_validation
 from editforge.experiments.trainset import (
     Component,
     TrainingSetError,
@@ -23,6 +24,7 @@ from editforge.experiments.trainset import (
 from editforge.records import read_jsonl, write_jsonl
 
 EXACT = {"n": None, "unit": "rows", "mode": "exact"}
+OFF = {"samples": 0}  # no validation split: the sizing tests count every row of a pool
 PROVENANCE = {
     "sources": ["stdlib (python)"],
     "licences": ["dataset: apache-2.0", "seeds stdlib: PSF-2.0 (3)"],
@@ -57,9 +59,14 @@ def pool_file(tmp_path: Path, name: str, count: int, **kwargs: Any) -> Path:
 
 
 def build(
-    tmp_path: Path, components: list[Component], out: str = "out", seed: int = 42, **size: Any
+    tmp_path: Path,
+    components: list[Component],
+    out: str = "out",
+    seed: int = 42,
+    validation: dict[str, Any] | None = OFF,
+    **size: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    manifest = build_training_set("v", components, EXACT | size, seed, tmp_path / out)
+    manifest = build_training_set("v", components, EXACT | size, seed, tmp_path / out, validation=validation)
     return manifest, list(read_jsonl(tmp_path / out / "train.jsonl"))
 
 
@@ -83,7 +90,7 @@ def test_a_set_has_exactly_n_rows_of_its_pool_unchanged(tmp_path: Path) -> None:
     assert len(rows) == 7 == manifest["rows"] and len(set(ids(rows))) == 7
     by_id = {r["id"]: r for r in read_jsonl(path)}
     assert all(by_id[r["id"]] == r for r in rows)
-    assert manifest["components"] == {"pool": {"share": 1.0, "available": 20, "taken": 7}}
+    assert manifest["components"] == {"pool": {"share": 1.0, "available": 20, "taken": 7, "held_out": 0}}
     assert manifest["size"] == {"n": 7, "unit": "rows", "mode": "exact"}
     assert manifest["variant"] == "v" and manifest["seed"] == 42
 
@@ -125,7 +132,7 @@ def test_at_most_takes_what_there_is(tmp_path: Path) -> None:
     path = pool_file(tmp_path, "pool", 4)
     manifest, rows = build(tmp_path, single(path), n=5, mode="at_most")
     assert len(rows) == 4 == manifest["rows"]
-    assert manifest["components"]["pool"] == {"share": 1.0, "available": 4, "taken": 4}
+    assert manifest["components"]["pool"] == {"share": 1.0, "available": 4, "taken": 4, "held_out": 0}
 
 
 def test_no_n_takes_the_whole_pool(tmp_path: Path) -> None:
@@ -159,8 +166,8 @@ def test_a_blend_takes_each_pool_at_its_share(tmp_path: Path) -> None:
     manifest, rows = build(tmp_path, components, out="8", n=8)
     assert origins(rows) == {"paper": 6, "ext": 2}
     assert manifest["components"] == {
-        "paper": {"share": 0.75, "available": 20, "taken": 6},
-        "ext": {"share": 0.25, "available": 20, "taken": 2},
+        "paper": {"share": 0.75, "available": 20, "taken": 6, "held_out": 0},
+        "ext": {"share": 0.25, "available": 20, "taken": 2, "held_out": 0},
     }
     # 6.75 + 2.25: the leftover row goes to the larger remainder
     assert origins(build(tmp_path, components, out="9", n=9)[1]) == {"paper": 7, "ext": 2}
@@ -282,6 +289,89 @@ def test_a_row_two_blended_pools_share_is_taken_once(tmp_path: Path) -> None:
     parts = [Component("a", 0.5, shared, PROVENANCE), Component("b", 0.5, shared, PROVENANCE)]
     manifest, rows = build(tmp_path, parts, n=10)
     assert len(set(ids(rows))) == len(rows) == 10
-    assert manifest["components"]["b"] == {"share": 0.5, "available": 7, "taken": 5}
+    assert manifest["components"]["b"] == {"share": 0.5, "available": 7, "taken": 5, "held_out": 0}
     with pytest.raises(TrainingSetError, match=r"b has 5 rows, 7 asked"):
         build(tmp_path, parts, out="too-many", n=14)
+
+
+# ---------------------------------------------------------------- the validation split
+
+RUN = {"samples": 8, "max_share": 0.25}
+
+
+def dataset_level(tmp_path: Path, name: str, triplets: int, settings: dict[str, Any] = RUN) -> tuple[Path, Path]:
+    """A pool as the dataset stage leaves it: every other triplet in both styles, split with ``settings``."""
+    rows = [row(name, i, style=s) for i in range(triplets) for s in (("lazy", "descriptive") if i % 2 else ("lazy",))]
+    split = split_validation(rows, settings, 42)
+    train, held = tmp_path / f"{name}.train.jsonl", tmp_path / f"{name}.validation.jsonl"
+    write_jsonl(train, split.train)
+    write_jsonl(held, split.validation)
+    return train, held
+
+
+def test_the_runs_settings_hold_out_the_runs_rows_at_every_size(tmp_path: Path) -> None:
+    train, held = dataset_level(tmp_path, "pool", 40)
+    run_held = list(read_jsonl(held))
+    assert len(run_held) == 8
+    parts = [Component("pool", 1.0, train, PROVENANCE, validation=held)]
+    files = []
+    for n in (5, 20, None):
+        manifest, rows = build(tmp_path, parts, out=f"n{n}", validation=RUN, n=n)
+        validation = list(read_jsonl(tmp_path / f"n{n}/validation.jsonl"))
+        assert sorted(ids(validation)) == sorted(ids(run_held))  # the run's split, whatever the size
+        assert not {r["triplet_id"] for r in rows} & {r["triplet_id"] for r in validation}
+        assert manifest["components"]["pool"]["available"] == len(list(read_jsonl(train)))
+        assert manifest["components"]["pool"]["held_out"] == 8
+        files.append((tmp_path / f"n{n}/validation.jsonl").read_bytes())
+        assert manifest["validation"] == {
+            "rows": 8,
+            "triplets": len({r["triplet_id"] for r in run_held}),
+            "tokens": sum(map(conversation_tokens, run_held)),
+            "sha256": hashlib.sha256(files[-1]).hexdigest(),
+            "reason": None,
+        }
+    assert len(set(files)) == 1
+    # n None: the whole remainder, i.e. exactly the run's training rows
+    assert sorted(ids(rows)) == sorted(ids(list(read_jsonl(train))))
+
+
+def test_other_settings_split_the_pools_full_rows_again(tmp_path: Path) -> None:
+    train, held = dataset_level(tmp_path, "pool", 40)
+    parts = [Component("pool", 1.0, train, PROVENANCE, validation=held)]
+    manifest, rows = build(tmp_path, parts, out="off", validation=OFF)
+    assert len(rows) == 60 and manifest["validation"]["rows"] == 0  # every row, the run's held-out ones too
+    assert manifest["validation"]["reason"] == "switched off (dataset.validation.samples: 0)"
+    assert (tmp_path / "off/validation.jsonl").read_text() == ""
+    manifest, rows = build(tmp_path, parts, out="more", validation={"samples": 20, "max_share": 0.5})
+    validation = list(read_jsonl(tmp_path / "more/validation.jsonl"))
+    assert 19 <= len(validation) <= 20 and len(rows) + len(validation) == 60
+    assert set(ids(list(read_jsonl(held)))) <= set(ids(validation))  # raising samples only adds triplets
+    manifest, _ = build(tmp_path, parts, out="tiny", validation={"max_share": 0.01})
+    assert manifest["validation"]["reason"] == "a share of 0.01 of 60 samples is less than one triplet"
+
+
+def test_a_blend_holds_out_its_pools_rows_within_one_cap(tmp_path: Path) -> None:
+    settings = {"samples": 6, "max_share": 0.5}
+    paper, paper_held = dataset_level(tmp_path, "paper", 20, settings)
+    external = pool_file(tmp_path, "ext", 20)  # an external pool: no held-out file, one row per triplet
+    parts = [
+        Component("paper", 0.75, paper, PROVENANCE, validation=paper_held),
+        Component("ext", 0.25, external, PROVENANCE),
+    ]
+    manifest, rows = build(tmp_path, parts, validation=settings, n=8)
+    assert origins(rows) == {"paper": 6, "ext": 2}
+    paper_out = {r["triplet_id"] for r in read_jsonl(paper_held)}
+    ext_out = {r["triplet_id"] for r in split_validation(list(read_jsonl(external)), settings, 42).validation}
+    assert manifest["components"]["paper"]["held_out"] == len(list(read_jsonl(paper_held)))
+    assert manifest["components"]["ext"]["held_out"] == len(ext_out) == 6
+    validation = list(read_jsonl(tmp_path / "out/validation.jsonl"))
+    assert 5 <= len(validation) <= 6 == settings["samples"]  # the pools held out 11 or 12: capped as one set
+    assert {r["triplet_id"] for r in validation} <= paper_out | ext_out
+    assert not {r["triplet_id"] for r in rows} & (paper_out | ext_out)  # nothing held out is trained on
+    assert ids(validation) == ids(ordered(validation, 42))
+
+
+def test_bad_validation_settings_name_the_variant(tmp_path: Path) -> None:
+    path = pool_file(tmp_path, "pool", 10)
+    with pytest.raises(TrainingSetError, match=r"experiments.variants.v: dataset.validation.max_share must be"):
+        build(tmp_path, single(path), validation={"max_share": 0.75})

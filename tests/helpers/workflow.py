@@ -121,7 +121,8 @@ def tiny_config(workdir: Path, code: Path, server_url: str, model_dir: str, benc
             "execution_timeout_s": 10,
             "decontamination": {"max_contaminated_share": 0.5},
         },
-        "dataset": {"size_per_style": 100},
+        # 16 samples (8 triplets): a quarter holds out a triplet or two (a tenth would hold out none)
+        "dataset": {"size_per_style": 100, "validation": {"max_share": 0.25}},
         "training": {
             "students": {
                 "tiny-edit": {

@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -38,6 +39,7 @@ from editforge.training import (
     launch_command,
     run_finetune,
     select_config,
+    step,
     summed_loss,
     tokenize_example,
     trainer,
@@ -218,9 +220,13 @@ def test_saved_log_is_json_lines_with_the_documented_fields(
     data = dataset(tmp_path / "train.jsonl")
     run_finetune(data, str(tiny_student_dir), SETTINGS | {"max_steps": 1}, tmp_path / "out")
     [entry] = [json.loads(line) for line in (tmp_path / "out/training_log.jsonl").read_text().splitlines()]
-    assert set(entry) == {"step", "loss", "lr", "tokens", "grad_norm", "seconds"}
+    # no validation set, and on the CPU no MFU estimate and no accelerator memory
+    assert set(entry) == {"step", "loss", "lr", "tokens", "grad_norm", "seconds", "tokens_per_second", "padding_share"}
     lengths = [len(tokenize_example(tokenizer, r["messages"], 512, True)["input_ids"]) for r in read_jsonl(data)]
     assert entry["tokens"] == sum(lengths)  # padding is not counted
+    assert entry["tokens_per_second"] == pytest.approx(entry["tokens"] / entry["seconds"], rel=0.01)
+    # packed into one row as wide as the longer sample: the shorter one leaves the rest as padding
+    assert entry["padding_share"] == pytest.approx(1 - sum(lengths) / (2 * max(lengths)), abs=1e-4)
 
 
 # ---------------------------------------------------------------- the loss and the batch layouts
@@ -256,9 +262,9 @@ def test_loss_is_the_same_where_transformers_cannot_mask_logits(
     batch = collate(examples, tokenizer.pad_token_id)
     with torch.no_grad():
         masked = summed_loss(model, batch)
-        monkeypatch.setattr(trainer, "MASKED_LOGITS", False)
+        monkeypatch.setattr(step, "MASKED_LOGITS", False)
         unmasked = summed_loss(model, batch)
-    assert trainer.MASKED_LOGITS is False and float(unmasked) == pytest.approx(float(masked), rel=1e-6)
+    assert step.MASKED_LOGITS is False and float(unmasked) == pytest.approx(float(masked), rel=1e-6)
 
 
 def test_pack_rows_is_first_fit_decreasing() -> None:
@@ -401,6 +407,12 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_ends_where_an_uninter
         return [(e["step"], e["loss"], e["lr"]) for e in read_jsonl(folder / "training_log.jsonl")]
 
     assert losses(tmp_path / "run/model") == losses(tmp_path / "straight/model")
+    # the TensorBoard run goes on where the checkpoint left it: what the killed attempt logged after it is hidden
+    events = EventAccumulator(str(tmp_path / "run/model/runs"))
+    events.Reload()
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("train/loss")] == [
+        (step, round(loss, 4)) for step, loss, _ in losses(tmp_path / "straight/model")
+    ]
     ours, theirs = (
         load_file(tmp_path / "run/model/model.safetensors"),
         load_file(tmp_path / "straight/model/model.safetensors"),
@@ -456,7 +468,7 @@ def test_running_out_of_memory_names_the_settings_to_lower(
     def out_of_memory(model: Any, batch: Any) -> None:
         raise error
 
-    monkeypatch.setattr(trainer, "summed_loss", out_of_memory)
+    monkeypatch.setattr(step, "summed_loss", out_of_memory)
     with pytest.raises(TrainingOutOfMemory) as caught:
         run_finetune(dataset(tmp_path / "train.jsonl"), str(tiny_student_dir), SETTINGS, tmp_path / "out")
     message = str(caught.value)
@@ -477,7 +489,7 @@ def test_other_runtime_errors_are_not_reported_as_memory(
     def broken(model: Any, batch: Any) -> None:
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr(trainer, "summed_loss", broken)
+    monkeypatch.setattr(step, "summed_loss", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         run_finetune(dataset(tmp_path / "train.jsonl"), str(tiny_student_dir), SETTINGS, tmp_path / "out")
 
@@ -558,9 +570,11 @@ def test_launch_with_an_explicit_config_runs_accelerate_launch_and_the_module_en
 
 
 def test_two_processes_train_like_one_with_twice_the_accumulation(tiny_student_dir: Path, tmp_path: Path) -> None:
-    """DDP on CPU (gloo): each process takes its share of a step's micro-batches; losses and weights agree."""
+    """DDP on CPU (gloo): each process takes its share of a step's micro-batches; losses, validation losses
+    (three batches of held-out samples: one process runs a forward pass it does not count) and weights agree."""
     data = dataset(tmp_path / "train.jsonl", count=5)
-    settings = SETTINGS | {"max_steps": 3, "grad_accum": 1, "checkpoint_every": 2}
+    held_out = dataset(tmp_path / "validation.jsonl", count=5)
+    settings = SETTINGS | {"max_steps": 3, "grad_accum": 1, "checkpoint_every": 2, "eval_every": 2}
     write_json(tmp_path / "settings.json", settings)
     env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     command = [
@@ -572,14 +586,16 @@ def test_two_processes_train_like_one_with_twice_the_accumulation(tiny_student_d
         "2",
         "-m",
         "editforge.training",
-        *cli_args(data, str(tiny_student_dir), tmp_path / "settings.json", tmp_path / "two"),
+        *cli_args(data, str(tiny_student_dir), tmp_path / "settings.json", tmp_path / "two", validation=held_out),
     ]
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_finetune(data, str(tiny_student_dir), settings | {"grad_accum": 2}, tmp_path / "one")
+        run_finetune(
+            data, str(tiny_student_dir), settings | {"grad_accum": 2}, tmp_path / "one", validation_path=held_out
+        )
     finally:
         torch.set_num_threads(torch_threads)
     two = json.loads((tmp_path / "two/training_summary.json").read_text())
@@ -587,6 +603,9 @@ def test_two_processes_train_like_one_with_twice_the_accumulation(tiny_student_d
     logs = {name: list(read_jsonl(tmp_path / name / "training_log.jsonl")) for name in ("one", "two")}
     assert [e["tokens"] for e in logs["two"]] == [e["tokens"] for e in logs["one"]]
     assert [e["loss"] for e in logs["two"]] == pytest.approx([e["loss"] for e in logs["one"]], abs=1e-5)
+    validation = {name: [(e["step"], e["val_loss"]) for e in log if "val_loss" in e] for name, log in logs.items()}
+    assert [s for s, _ in validation["two"]] == [2, 3]
+    assert [v for _, v in validation["two"]] == pytest.approx([v for _, v in validation["one"]], abs=1e-5)
     ours, theirs = load_file(tmp_path / "two/model.safetensors"), load_file(tmp_path / "one/model.safetensors")
     assert all(torch.allclose(ours[key], theirs[key], atol=1e-6) for key in ours)
 

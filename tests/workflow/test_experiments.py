@@ -80,10 +80,13 @@ def test_the_small_grid_runs_end_to_end_without_a_second_llm_call(grid_run: Grid
     ]
     for cell in cells["cell"]:
         assert (root / "cells" / cell / "model/config.json").exists()
-    # the cell's training seed reached the trainer
+    # the cell's training seed reached the trainer, which names the run after the cell and logs it beside it
     for seed in (1, 2):
         summary = json.loads((root / f"cells/lazy_only~tiny-edit~s{seed}/model/training_summary.json").read_text())
         assert summary["settings"]["seed"] == seed
+        assert summary["run_name"] == f"small/lazy_only/tiny-edit/s{seed}"
+        assert Path(summary["tracking_dir"]) == (root / f"cells/lazy_only~tiny-edit~s{seed}/runs").resolve()
+        assert list((root / f"cells/lazy_only~tiny-edit~s{seed}/model/runs").glob("events.out.tfevents.*"))
 
     for variant, styles in (("both_styles", {"lazy", "descriptive"}), ("lazy_only", {"lazy"})):
         data = root / "data" / variant
@@ -110,6 +113,36 @@ def test_the_small_grid_runs_end_to_end_without_a_second_llm_call(grid_run: Grid
     assert power["cells"] == 4 and power["detectable_difference"]["canitedit"]["items"] == 4
     assert (root / "forest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "\\begin{tabular}" in (root / "table.tex").read_text()
+
+
+def test_the_manifest_reports_the_held_out_rows_and_the_runs_settings_hold_out_the_runs(grid_run: GridRun) -> None:
+    assert grid_run.run.returncode == 0, grid_run.run.stderr[-4000:]
+
+    def lines(path: Path) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    results = grid_run.workdir / "results"
+    run_held = lines(results / "dataset/validation.jsonl")
+    assert run_held, "the tiny config holds out a quarter of its samples: a triplet at least"
+    stats = json.loads((results / "dataset/stats.json").read_text())
+    assert stats["validation"]["rows"] == len(run_held)
+    assert stats["total"] == len(lines(results / "dataset/train.jsonl"))
+    root = results / "experiments/small/data"
+    for variant in ("both_styles", "lazy_only"):
+        held = lines(root / variant / "validation.jsonl")
+        train = lines(root / variant / "train.jsonl")
+        manifest = json.loads((root / variant / "manifest.json").read_text())
+        assert manifest["validation"]["rows"] == len(held) > 0
+        assert manifest["validation"]["triplets"] == len({row["triplet_id"] for row in held})
+        digest = hashlib.sha256((root / variant / "validation.jsonl").read_bytes()).hexdigest()
+        assert manifest["validation"]["sha256"] == digest and manifest["validation"]["tokens"] > 0
+        assert not {row["triplet_id"] for row in train} & {row["triplet_id"] for row in held}
+    # both_styles has the run's settings: the run's held-out rows, none of them trained on
+    both_held = lines(root / "both_styles/validation.jsonl")
+    assert sorted(row["id"] for row in both_held) == sorted(row["id"] for row in run_held)
+    # lazy_only's own mix holds out its own rows, and the variant holds out the same ones
+    lazy_held = lines(results / "experiments/small/stages/lazy_only/dataset/validation.jsonl")
+    assert sorted(r["id"] for r in lines(root / "lazy_only/validation.jsonl")) == sorted(r["id"] for r in lazy_held)
 
 
 def test_a_set_too_small_stops_before_any_training(grid_run: GridRun) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.colors
 import matplotlib.image
 import pytest
 import yaml
@@ -48,6 +49,7 @@ REPORT_ENTRIES = (
     ("Data", "Funnel", "funnel.html", "funnel table", "The funnel as a table"),
     ("Data", "Distributions", "diff_sizes.png", "diff size histogram", "Changed lines of each kept triplet"),
     ("Data", "Distributions", "topics.png", "topic size histogram", "Topic sizes per instruction style"),
+    ("Training", "Curves", "training_curves.png", "training curves", "the train loss of every optimizer step"),
 )
 
 
@@ -301,6 +303,16 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
     assert "| tiny-edit |" in end and "GPT-4" not in end and "Triplets: synthesized 8 ->" in end
     assert len(end.splitlines()) < 25
 
+    # The student's training numbers: its log's last loss in training.csv and beside its pass@1.
+    log = list(read_jsonl(results / "training/tiny-edit/model/training_log.jsonl"))
+    with (results / "report/training.csv").open() as rows:
+        (numbers,) = list(csv.DictReader(rows))
+    assert numbers["student"] == "tiny-edit" and int(numbers["steps"]) == log[-1]["step"] == len(log)
+    assert float(numbers["final_train_loss"]) == log[-1]["loss"]
+    assert "| tiny-edit |" in (results / "report/training.md").read_text()
+    assert (results / "report/training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<th>final train loss</th>" in (results / "report/pass_at_1.html").read_text()
+
     # The HTML report embeds every result flagged with report(), under its category, with its caption.
     assert tiny_run.report.returncode == 0, tiny_run.report.stderr[-3000:]
     report = (workdir / "report.html").read_text()
@@ -316,8 +328,13 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
         assert f'"labels": {{"result": "{label}"}}' in report and caption in report
     assert "editforge run" in report and "Students: tiny-edit." in report  # report/workflow.rst, with the config
 
-    # Nothing changed: nothing to do.
+    # Nothing changed: nothing to do. Nor when only what watches the training changes.
     assert "Nothing to be done" in run_snakemake(workdir, "--dry-run").stdout
+    watched = copy.deepcopy(config)
+    watched["training"]["students"]["tiny-edit"] |= {"report_to": "none", "eval_every": 1, "loss_spike_factor": 9}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(watched))
+    assert "Nothing to be done" in run_snakemake(workdir, "--dry-run").stdout
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
     # A filter threshold reruns filtering and what follows, not synthesis.
     config["filtering"]["max_hunks"] = 3
@@ -375,6 +392,29 @@ def test_tiny_workflow_end_to_end_and_partial_reruns(tiny_run: TinyRun) -> None:
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert shard.read_text() == before
     assert sum(server.calls.values()) == calls_after_first_run
+
+
+def test_the_students_tensorboard_run_reads_back(tiny_run: TinyRun) -> None:
+    """The fine-tune's TensorBoard run, copied into the model folder: a point per step of the train loss,
+    the validation loss and the throughput, as TensorBoard itself reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert tiny_run.run.returncode == 0, tiny_run.run.stderr[-4000:]
+    model = tiny_run.workdir / "results/training/tiny-edit/model"
+    runs = []  # the folders of event files that hold the steps (the hyperparameters have one of their own)
+    for folder in sorted({path.parent for path in (model / "runs").rglob("events.out.tfevents.*")}):
+        run = EventAccumulator(str(folder))
+        run.Reload()
+        if "train/loss" in run.Tags()["scalars"]:
+            runs.append(run)
+    assert len(runs) == 1, f"expected one TensorBoard run with train/loss under {model / 'runs'}, found {len(runs)}"
+    run = runs[0]
+    assert {"train/loss", "eval/loss", "train/tokens_per_second"} <= set(run.Tags()["scalars"])
+    log = list(read_jsonl(model / "training_log.jsonl"))
+    losses = run.Scalars("train/loss")
+    assert [point.step for point in losses] == [entry["step"] for entry in log]
+    assert [point.value for point in losses] == pytest.approx([entry["loss"] for entry in log], rel=1e-5)
+    assert [point.step for point in run.Scalars("eval/loss")] == [e["step"] for e in log if "val_loss" in e]
 
 
 def test_the_llm_judge_reruns_what_follows_dedup_and_keeps_a_style_only_where_it_passed(tiny_run: TinyRun) -> None:
@@ -486,6 +526,7 @@ def test_report_renders_in_a_headless_browser(tiny_run: TinyRun, tmp_path: Path)
         (show_table, "pass@1"),
         (["Data", "Funnel"], "Funnel"),
         (["Data", "Distributions"], "Distributions"),
+        (["Training"], "Curves"),  # its one subcategory opens with it
     )
     for clicks, subcategory in views:
         page = rendered(open_in_chromium(report, clicks, tmp_path, "--dump-dom").stdout)
@@ -502,6 +543,17 @@ def test_report_renders_in_a_headless_browser(tiny_run: TinyRun, tmp_path: Path)
     pixels = matplotlib.image.imread(screenshot)[..., :3].mean(axis=2)
     assert pixels.shape == (1000, 1400) and pixels.std() > 0.05  # not blank
     assert (pixels[:, :300] < 0.5).mean() > 0.5  # the report's dark menu: its scripts ran
+
+    # The training curves open as the figure itself, and are drawn.
+    show_curves = ["Training", ["view", "training curves"]]
+    page = rendered(open_in_chromium(report, show_curves, tmp_path, "--dump-dom").stdout)
+    shown = re.search(r'<img src="data:image/png;[^"]*base64,([^"]+)"', page)
+    figure = tiny_run.workdir / "results/report/training_curves.png"
+    assert shown and base64.b64decode(shown.group(1)) == figure.read_bytes()
+    open_in_chromium(report, show_curves, tmp_path, f"--screenshot={screenshot}", "--window-size=1400,1000")
+    colours = matplotlib.image.imread(screenshot)[:, 300:, :3]
+    first_student = matplotlib.colors.to_rgb("C0")  # the first student's colour, its loss curve
+    assert (abs(colours - first_student).max(axis=2) < 0.1).sum() > 50
 
 
 COMMITS = [

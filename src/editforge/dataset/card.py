@@ -1,6 +1,6 @@
 """The dataset card (``README.md``): the Hub's metadata, so ``datasets.load_dataset(folder)`` loads the
-training set and ``load_dataset(folder, "alpaca")`` its other layout, then what the data is, how it was
-made, and its counts."""
+training set (and the held-out validation split, where there is one) and ``load_dataset(folder, "alpaca")``
+its other layout, then what the data is, how it was made, and its counts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import yaml
 from editforge.funnel import stage_table
 from editforge.verdicts import verdict_table
 
-# The Hub's dataset configs: name -> the Parquet file it loads as its train split.
+# The Hub's dataset configs: name -> the Parquet file it loads as its train split (the default config
+# also loads validation.parquet as its validation split where rows were held out).
 CONFIGS = {
     "default": "train.parquet",
     "alpaca": "train_alpaca.parquet",
@@ -43,6 +44,8 @@ def front_matter(stats: Mapping[str, Any], licence_id: str, generators: Mapping[
             {"config_name": name, "data_files": [{"split": "train", "path": path}]} for name, path in CONFIGS.items()
         ],
     }
+    if (stats.get("validation") or {}).get("rows"):
+        metadata["configs"][0]["data_files"].append({"split": "validation", "path": "validation.parquet"})
     return f"---\n{yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)}---\n"
 
 
@@ -78,6 +81,7 @@ def render_card(
             f"- Samples: {stats['total']} from {stats['distinct_triplets']} triplets; "
             f"{stats['triplets_in_several_styles']} triplets appear with more than one instruction style"
         ),
+        validation_line(stats.get("validation") or {}),
         (
             f"- Style split: {stats['style_split']}; seed {stats['seed']}; "
             f"quota per style and model: {stats['quota_per_style']}"
@@ -96,8 +100,13 @@ def render_card(
         *stage_table(list(stages)),
         "",
         (
-            f"The dataset then takes {stats['distinct_triplets']} of the {stats['kept_triplets']} kept triplets "
-            f"({', '.join(f'{n} {s}' for s, n in stats['per_style'].items())} samples)."
+            f"The training set then takes {stats['distinct_triplets']} of the {stats['kept_triplets']} kept triplets "
+            f"({', '.join(f'{n} {s}' for s, n in stats['per_style'].items())} samples)"
+            + (
+                f"; {held['triplets']} more ({held['rows']} samples) are held out for validation."
+                if (held := stats.get("validation") or {}).get("rows")
+                else "."
+            )
         ),
         "",
         *seed_sources_section(seeds or {}),
@@ -133,7 +142,9 @@ def render_card(
         "",
         "- `train.jsonl`, `train.parquet` (config `default`): the training set, chat messages (`messages`: "
         "role/content turns)",
-        "- `train_alpaca.*` (config `alpaca`): the same samples as system/instruction/input/output",
+        "- `validation.jsonl`, `validation.parquet` (config `default`, split `validation`, where rows were held "
+        "out): whole triplets held out of the training set, for a validation loss; empty when none were",
+        "- `train_alpaca.*` (config `alpaca`): the training samples as system/instruction/input/output",
         "- `unfiltered_triplets.*` (config `unfiltered_triplets`): every triplet before filtering, with `status` "
         "and `reason`",
         (
@@ -142,14 +153,25 @@ def render_card(
             "overlap the benchmark are left out of these too, whatever dropped them."
         ),
         (
-            "- `dataset_info.json`: LLaMA-Factory's registry of the four training files "
-            "(`editforge_train`, `editforge_train_alpaca`, `editforge_unfiltered`, `editforge_unfiltered_alpaca`)"
+            "- `dataset_info.json`: LLaMA-Factory's registry of the training files "
+            "(`editforge_train`, `editforge_train_alpaca`, `editforge_unfiltered`, `editforge_unfiltered_alpaca`, "
+            "and `editforge_validation` where rows were held out)"
         ),
         "- `topics.json`: each style's topics, top words and sizes before and after balancing",
         "- `stats.json`: the counts above; `funnel.png`: the plot above",
         "",
     ]
     return "\n".join(lines)
+
+
+def validation_line(validation: Mapping[str, Any]) -> str:
+    """The card's line on the held-out validation split (``dataset.validation``): its size, or why it is empty."""
+    if validation.get("rows"):
+        return (
+            f"- Validation: {validation['rows']} samples from {validation['triplets']} triplets held out of the "
+            "training set (whole triplets, both styles on one side; `validation.*`)"
+        )
+    return f"- Validation: none held out ({validation.get('reason') or 'not split'})"
 
 
 def seed_sources_section(seeds: Mapping[str, Any]) -> list[str]:

@@ -1,9 +1,9 @@
-"""What the dataset stage writes besides ``train.jsonl``: other layouts, the unfiltered set and
-LLaMA-Factory's dataset registry.
+"""What the dataset stage writes besides ``train.jsonl``: the held-out validation rows, other layouts,
+the unfiltered set and LLaMA-Factory's dataset registry.
 
 Layouts (each as JSON Lines and as Parquet, the same rows):
 
-* chat messages (``train``, ``unfiltered``): ``messages`` is a list of
+* chat messages (``train``, ``validation``, ``unfiltered``): ``messages`` is a list of
   ``{"role", "content"}`` turns (system, user, assistant), the OpenAI layout
   that LLaMA-Factory reads as "sharegpt" with role/content tags;
 * Alpaca (``train_alpaca``, ``unfiltered_alpaca``): ``system``, ``instruction``
@@ -96,14 +96,17 @@ def write_table(folder: str | os.PathLike[str], name: str, rows: Sequence[Mappin
     return [f"{name}.jsonl", f"{name}.parquet"]
 
 
-def dataset_info(prefix: str = DATASET_PREFIX) -> dict[str, Any]:
-    """LLaMA-Factory's registry of the training files: name -> file and layout.
+def dataset_info(prefix: str = DATASET_PREFIX, validation: bool = False) -> dict[str, Any]:
+    """LLaMA-Factory's registry of the training files: name -> file and layout; with ``validation``
+    (rows were held out) also ``<prefix>_validation``, for LLaMA-Factory's ``eval_dataset``.
 
-    Written as ``dataset_info.json``: copy it beside the four training files into
+    Written as ``dataset_info.json``: copy it beside the training files into
     LLaMA-Factory's ``dataset_dir``, or point ``dataset_dir`` at this folder.
     """
+    held_out = {f"{prefix}_validation": {"file_name": "validation.jsonl", **SHAREGPT_ENTRY}} if validation else {}
     return {
         f"{prefix}_train": {"file_name": "train.jsonl", **SHAREGPT_ENTRY},
+        **held_out,
         f"{prefix}_train_alpaca": {"file_name": "train_alpaca.jsonl", **ALPACA_ENTRY},
         f"{prefix}_unfiltered": {"file_name": "unfiltered.jsonl", **SHAREGPT_ENTRY},
         f"{prefix}_unfiltered_alpaca": {"file_name": "unfiltered_alpaca.jsonl", **ALPACA_ENTRY},
@@ -125,8 +128,12 @@ def write_exports(
     samples: Sequence[Mapping[str, Any]],
     records: Sequence[Mapping[str, Any]],
     styles: Sequence[str],
+    validation: Sequence[Mapping[str, Any]] = (),
 ) -> list[str]:
     """Write every export but ``train.jsonl``/``train.parquet``; return the file names written.
+
+    ``validation`` (the held-out rows, chat format) is written as ``validation.jsonl`` and
+    ``validation.parquet``, empty when none were held out.
 
     ``unfiltered_triplets`` holds every triplet record the filtering stage wrote,
     dropped ones included, with ``status`` and ``reason``; ``unfiltered`` and
@@ -135,10 +142,11 @@ def write_exports(
     triplet's ``status`` and ``reason``.
     """
     clean = without_benchmark_text(records)
-    files = write_table(folder, "train_alpaca", [alpaca_record(s) for s in samples])
+    files = write_table(folder, "validation", validation)
+    files += write_table(folder, "train_alpaca", [alpaca_record(s) for s in samples])
     files += write_table(folder, "unfiltered_triplets", triplet_rows(clean))
     unfiltered = unfiltered_samples(clean, styles)
     files += write_table(folder, "unfiltered", unfiltered)
     files += write_table(folder, "unfiltered_alpaca", [alpaca_record(s) for s in unfiltered])
-    write_json(Path(folder) / "dataset_info.json", dataset_info())
+    write_json(Path(folder) / "dataset_info.json", dataset_info(validation=bool(validation)))
     return [*files, "dataset_info.json"]

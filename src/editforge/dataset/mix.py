@@ -13,6 +13,9 @@ shares stay exact. With fewer triplets than the quota, all are taken.
 Where the LLM judge ran (``editforge.filtering.judge``; ``editforge.verdicts``), a style draws only from
 the kept triplets that passed the judge for that style (``judge_passed``), and
 its topics are fitted over those; records the judge never saw are unaffected.
+
+Last, ``dataset.validation`` holds whole triplets of the chosen samples out of the training set
+(``editforge.dataset.validation``): ``train.*`` hold the rest, ``validation.*`` the held-out rows.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from editforge.backend import embedded
 from editforge.dataset import topics as topic_model
 from editforge.dataset.card import render_card
 from editforge.dataset.export import write_exports
+from editforge.dataset.validation import ValidationSettingsError, split_validation, validation_settings
 from editforge.edit_format import training_messages
 from editforge.funnel import outcomes_of, plot_funnel, stage_counts
 from editforge.records import STYLES, TrainingRecord, read_jsonl, status_counts, write_json, write_jsonl
@@ -57,7 +61,7 @@ def run_mix(
 ) -> dict[str, Any]:
     """Write the training set and its exports, stats, topics and card to ``out_dir``; return the stats.
 
-    Writes, besides ``train.jsonl``/``train.parquet``: ``stats.json``,
+    Writes, besides ``train.jsonl``/``train.parquet`` and ``validation.*``: ``stats.json``,
     ``topics.json``, ``README.md`` (the card, ``editforge.dataset.card``),
     ``funnel.png`` and the exports of ``editforge.dataset.export``.
 
@@ -70,7 +74,7 @@ def run_mix(
     number or style -> number: a model with fewer kept triplets than its quota
     gives all it has), ``style_split`` (``independent``, the default, or
     ``disjoint``) and ``topics`` (``editforge.dataset.topics.DEFAULTS``; method
-    ``none`` turns balancing off).
+    ``none`` turns balancing off) and ``validation`` (``samples``, ``max_share``: what is held out).
     """
     records = list(read_jsonl(filtered_path))
     decontamination = json.loads(Path(decontamination_path).read_text()) if decontamination_path else {}
@@ -92,6 +96,10 @@ def run_mix(
         topic_settings = topic_model.topic_settings(settings.get("topics"))
     except topic_model.TopicError as err:
         raise MixError(f"dataset.topics: {err}") from None
+    try:
+        validation = validation_settings(settings.get("validation"))
+    except ValidationSettingsError as err:
+        raise MixError(str(err)) from None
 
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in kept:
@@ -114,14 +122,18 @@ def run_mix(
     if not samples:
         raise MixError(f"dataset.mix {dict(shares)} with size_per_style {dict(sizes)} selects no samples")
     random.Random(f"{seed}:order").shuffle(samples)
+    split = split_validation(samples, validation, seed)  # the training rows keep their order
 
     out = Path(out_dir)
-    write_jsonl(out / "train.jsonl", samples)
-    pl.DataFrame(samples, infer_schema_length=None).write_parquet(out / "train.parquet")
-    write_exports(out, samples, records, styles)
+    write_jsonl(out / "train.jsonl", split.train)
+    pl.DataFrame(split.train, infer_schema_length=None).write_parquet(out / "train.parquet")
+    write_exports(out, split.train, records, styles, validation=split.validation)
     topics = _topic_report(fits, eligible, samples, styles)
     write_json(out / "topics.json", topics)
-    stats = _stats(samples, kept, quotas, styles, style_split, filtered_path, seed, fits)
+    stats = _stats(split.train, kept, quotas, styles, style_split, filtered_path, seed, fits)
+    stats["validation"] = {
+        "rows": len(split.validation), "triplets": split.triplets, "limit": split.limit, "reason": split.reason
+    }
     if any("judge" in record for record in records):
         stats["judge"] = _judge_stats(records, kept, styles)
     stages = stage_counts(outcomes_of(records), judged=any("judge" in record for record in records))

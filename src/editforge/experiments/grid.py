@@ -123,7 +123,8 @@ def level_settings(cfg: Mapping[str, Any], level: str) -> dict[str, Any]:
     if rank >= LEVELS.index("judge"):
         settings["judge"] = cfg["filtering"]["judge"] if judged(cfg) else None
     if level == "dataset":
-        settings["dataset"] = cfg["dataset"]
+        # the held-out split is made again by experiment_data with the variant's own settings
+        settings["dataset"] = {k: v for k, v in cfg["dataset"].items() if k != "validation"}
     return settings
 
 

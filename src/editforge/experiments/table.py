@@ -4,7 +4,8 @@ evaluated on the configured benchmarks): pass@1 with intervals per benchmark and
 
 ``experiment_tables`` computes it (``statistics`` does the numbers); ``write_experiment_tables``
 writes ``table.md``, ``table.csv``, ``table.tex``, ``deltas.csv`` and ``forest.png``. Scores are
-proportions in ``deltas.csv`` and percentages (points) everywhere else.
+proportions in ``deltas.csv`` and percentages (points) everywhere else. Given the cells' final losses
+(``curves.cell_losses``), each row also has its final train and validation loss, averaged over seeds.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ _TEX = {
 }
 
 Rows = list[dict[str, Any]]  # per_problem rows, as statistics reads them
+LOSSES = {"final_train_loss": "train loss", "final_val_loss": "val loss"}  # column -> its header
+LOSS_NOTE = (
+    "Train loss and val loss: each cell's loss at its last training step and its last loss on the held-out "
+    f"validation samples, averaged over the variant's seeds ({DASH} where none was logged); curves.png shows them "
+    "per step."
+)
 
 
 @dataclass(frozen=True)
@@ -81,11 +88,14 @@ def experiment_tables(
     seeds: Sequence[int],
     resamples: int = stats.RESAMPLES,
     seed: int = 0,
+    losses: pl.DataFrame | None = None,
 ) -> ExperimentTables:
     """The table of ``per_problem`` (one row per cell × benchmark × (problem, kind) item: ``cell``,
     ``variant``, ``student``, ``seed``, ``benchmark``, ``problem``, ``kind``, ``n``, ``c``), a row per
     student (in order of first appearance) and variant (the baseline first, then ``variants``' order).
-    A variant's seeds are pooled (item scores averaged); ``seed`` seeds every bootstrap."""
+    A variant's seeds are pooled (item scores averaged); ``seed`` seeds every bootstrap. ``losses`` (one row
+    per cell: ``variant``, ``student``, ``seed``, ``final_train_loss``, ``final_val_loss``) adds the two
+    losses' means over the seeds (null where no seed logged one)."""
     order = [baseline, *dict.fromkeys(v for v in variants if v != baseline)]
     if not benchmarks:
         raise ValueError("no benchmark to tabulate")
@@ -141,12 +151,16 @@ def experiment_tables(
                 "rows": manifests[variant]["rows"],
                 "tokens": manifests[variant]["tokens"],
             }
+            if losses is not None:
+                row |= _mean_losses(losses, student, variant)
             rows.append(row)
     _adjust(contrasts)
     deltas = pl.DataFrame(contrasts, schema=DELTA_SCHEMA)
-    table = _with_deltas(rows, deltas, splits)
+    table = _with_deltas(rows, deltas, splits, with_losses=losses is not None)
     items = per_problem.filter(pl.col("benchmark") == primary).select("problem", "kind").unique().height
     footnotes = _footnotes(manifests, order, splits, samples, seeds, resamples, deltas, items)
+    if losses is not None:
+        footnotes += (LOSS_NOTE,)
     return ExperimentTables(table, deltas, footnotes, splits, baseline)
 
 
@@ -238,7 +252,15 @@ def _adjust(contrasts: list[dict[str, Any]]) -> None:
             contrast["p_holm"] = adjusted
 
 
-def _with_deltas(rows: list[dict[str, Any]], deltas: pl.DataFrame, splits: Mapping[str, Sequence[str]]) -> pl.DataFrame:
+def _mean_losses(losses: pl.DataFrame, student: str, variant: str) -> dict[str, float | None]:
+    """The mean over seeds of each final loss of (student, variant)'s cells; None where none logged it."""
+    mine = losses.filter((pl.col("student") == student) & (pl.col("variant") == variant))
+    return {name: mine[name].drop_nulls().mean() if mine[name].drop_nulls().len() else None for name in LOSSES}
+
+
+def _with_deltas(
+    rows: list[dict[str, Any]], deltas: pl.DataFrame, splits: Mapping[str, Sequence[str]], *, with_losses: bool
+) -> pl.DataFrame:
     """The rows with each benchmark's shown Δ (points) and Holm p, columns in table order."""
     shown = {
         (r["student"], r["variant"], r["benchmark"]): r for r in deltas.filter(pl.col("family") == SHOWN).to_dicts()
@@ -248,6 +270,8 @@ def _with_deltas(rows: list[dict[str, Any]], deltas: pl.DataFrame, splits: Mappi
         columns |= {f"{name}_{split}_{key}": pl.Float64 for split in names for key in ("mean", "low", "high")}
         columns |= {f"{name}_{key}": pl.Float64 for key in ("delta", "delta_low", "delta_high", "p_holm")}
     columns |= {"seed_sd": pl.Float64, "rows": pl.Int64, "tokens": pl.Int64}
+    if with_losses:
+        columns |= dict.fromkeys(LOSSES, pl.Float64)
     for row in rows:
         for name in splits:
             contrast = shown.get((row["student"], row["variant"], name))
@@ -294,7 +318,8 @@ def _header(tables: ExperimentTables) -> list[str]:
     cells = ["student", "variant"]
     for name, names in tables.splits.items():
         cells += [*(f"{name} {split}" for split in names), f"{name} Δ", f"{name} p"]
-    return [*cells, "seed sd", "rows", "tokens"]
+    losses = [shown for name, shown in LOSSES.items() if name in tables.rows.columns]
+    return [*cells, "seed sd", "rows", "tokens", *losses]
 
 
 def _body(tables: ExperimentTables) -> list[tuple[str, list[str]]]:
@@ -314,6 +339,7 @@ def _body(tables: ExperimentTables) -> list[tuple[str, list[str]]]:
                     _p(row[f"{name}_p_holm"]),
                 ]
         cells += [DASH if row["seed_sd"] is None else _one(row["seed_sd"]), f"{row['rows']:,}", f"{row['tokens']:,}"]
+        cells += [DASH if row[name] is None else f"{row[name]:.4f}" for name in LOSSES if name in row]
         body.append((row["student"], cells))
     return body
 

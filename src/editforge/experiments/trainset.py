@@ -6,6 +6,12 @@ hash of the run's seed and the row's id, and a set takes a prefix of that order:
 gives every size the same order, so smaller sets are subsets of larger ones (5k ⊂ 10k ⊂ 20k), and
 a size never depends on which other variants exist. A set with fewer rows than asked stops here,
 before any training, unless the variant says ``mode: at_most``.
+
+The validation rows come first (``editforge.dataset.validation``): each pool's full rows (for our own
+data, its dataset's ``train.jsonl`` and ``validation.jsonl``) are split again with the variant's
+``dataset.validation``, so the run's settings give the run's split and every size of a pool holds out
+the same rows; the set is sized from the rest. The variant's validation set is its pools' held-out
+rows, capped again as one set (a blend would otherwise hold out up to ``samples`` per pool).
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from editforge.dataset.mix import largest_remainder
+from editforge.dataset.validation import ValidationSettingsError, ValidationSplit, group_of, split_validation
 from editforge.records import PathLike, read_jsonl, write_json, write_jsonl
 
 # Tokens counted without a tokenizer (the same count for every student): words and single symbols.
@@ -37,6 +44,7 @@ class Component:
     share: float
     pool: PathLike
     provenance: Mapping[str, Any]  # sources, licences, generators, decontamination (see run_provenance)
+    validation: PathLike | None = None  # our own data: the rows its dataset held out (the pool's other part)
 
 
 def conversation_tokens(row: Mapping[str, Any]) -> int:
@@ -83,14 +91,26 @@ def external_provenance(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_training_set(
-    variant: str, components: Sequence[Component], size: Mapping[str, Any], seed: int, out_dir: PathLike
+    variant: str,
+    components: Sequence[Component],
+    size: Mapping[str, Any],
+    seed: int,
+    out_dir: PathLike,
+    validation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``train.jsonl`` and ``manifest.json`` of ``variant`` to ``out_dir``; return the manifest.
+    """Write ``train.jsonl``, ``validation.jsonl`` and ``manifest.json`` of ``variant`` to ``out_dir``;
+    return the manifest.
 
     ``size``: ``n`` (None: every row of a single pool; for a blend, the most the shares allow), ``unit``
     (``rows``, or ``tokens``: the longest prefix of each pool within its share of n) and ``mode``.
+    ``validation``: the variant's ``dataset.validation`` (None: its defaults).
     """
-    pools = {part.name: ordered(list(read_jsonl(part.pool)), seed) for part in components}
+    splits, held_out = _held_out(variant, components, seed, validation)
+    held_groups = {group_of(row) for split in splits.values() for row in split.validation}
+    pools = {  # a triplet one pool held out is trained on from no other pool
+        name: ordered([row for row in split.train if group_of(row) not in held_groups], seed)
+        for name, split in splits.items()
+    }
     quotas = _quotas(variant, components, pools, size)
     chosen: list[dict[str, Any]] = []
     taken: dict[str, dict[str, int]] = {}
@@ -106,13 +126,15 @@ def build_training_set(
                 f"experiments.variants.{variant}: {part.name} has {available} {unit}, {quota} asked; "
                 "make more data, lower size.n, or set size.mode: at_most"
             )
-        taken[part.name] = {"available": len(pool), "taken": len(rows)}
+        held = len(splits[part.name].validation)
+        taken[part.name] = {"available": len(pool), "taken": len(rows), "held_out": held}
         chosen += rows
     if not chosen:
         raise TrainingSetError(f"experiments.variants.{variant}: the training set is empty")
     chosen = ordered(chosen, seed)
     out = Path(out_dir)
     write_jsonl(out / "train.jsonl", chosen)
+    write_jsonl(out / "validation.jsonl", held_out.validation)
     manifest = {
         "variant": variant,
         "seed": seed,
@@ -127,9 +149,38 @@ def build_training_set(
         "generators": {k: v for part in components for k, v in part.provenance.get("generators", {}).items()},
         "decontamination": {part.name: part.provenance.get("decontamination") for part in components},
         "sha256": hashlib.sha256((out / "train.jsonl").read_bytes()).hexdigest(),
+        "validation": {
+            "rows": len(held_out.validation),
+            "triplets": held_out.triplets,
+            "tokens": sum(map(conversation_tokens, held_out.validation)),
+            "sha256": hashlib.sha256((out / "validation.jsonl").read_bytes()).hexdigest(),
+            "reason": held_out.reason,
+        },
     }
     write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _held_out(
+    variant: str, components: Sequence[Component], seed: int, validation: Mapping[str, Any] | None
+) -> tuple[dict[str, ValidationSplit], ValidationSplit]:
+    """Each pool's full rows split with the variant's settings, and the variant's validation set: the
+    pools' held-out rows split once more, capped by all the pools' rows (one pool: the same rows)."""
+    splits: dict[str, ValidationSplit] = {}
+    every: set[str] = set()
+    for part in components:
+        rows = [*read_jsonl(part.pool), *(read_jsonl(part.validation) if part.validation else [])]
+        every |= {row["id"] for row in rows}
+        try:
+            splits[part.name] = split_validation(rows, validation, seed)
+        except ValidationSettingsError as err:
+            raise TrainingSetError(f"experiments.variants.{variant}: {err}") from None
+    held = list({row["id"]: row for split in splits.values() for row in split.validation}.values())
+    final = split_validation(ordered(held, seed), validation, seed, of=len(every))
+    if not held:  # why none: the pools' own reasons (one pool: the run's card's)
+        reason = "; ".join(dict.fromkeys(split.reason for split in splits.values() if split.reason))
+        final = replace(final, reason=reason or final.reason)
+    return splits, final
 
 
 def _quotas(

@@ -1,6 +1,7 @@
 """The report's tables (``snakemake --report``): pass@1 per target (official and
-strict rules) beside each benchmark's quoted rows, one table per benchmark, and the
-triplets left after each stage. They are written as small self-contained HTML pages,
+strict rules) beside each benchmark's quoted rows, one table per benchmark, with each
+student's final train and validation loss (``training.csv``), and the triplets left
+after each stage. They are written as small self-contained HTML pages,
 which the report shows inline (a CSV or Markdown file would only be a download there).
 """
 
@@ -124,6 +125,29 @@ def plugin_table(summary: pl.DataFrame, bench: Benchmark) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
+# training.csv's final losses, as the pass@1 tables name them.
+TRAINING_COLUMNS = {"final_train_loss": "final train loss", "final_val_loss": "final val loss"}
+TRAINING_NOTE = (
+    "final train loss and final val loss: a student's loss at its last training step and its last loss on the "
+    "held-out validation samples (training.md has more); a dash for targets not fine-tuned in this run or "
+    "without held-out samples."
+)
+
+
+def with_training(table: pl.DataFrame, training: pl.DataFrame) -> pl.DataFrame:
+    """``table`` with each measured student's final losses (``training.csv``'s rows, by ``student``) before
+    its source column; null for the other rows."""
+    losses = training.select(
+        pl.col("student").cast(pl.String).alias("model"),
+        *[pl.col(name).cast(pl.Float64).alias(shown) for name, shown in TRAINING_COLUMNS.items()],
+    ).unique("model", keep="last")
+    joined = table.join(losses, on="model", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("source") == MEASURED).then(pl.col(shown)).alias(shown) for shown in TRAINING_COLUMNS.values()
+    )
+    at = table.columns.index("source")
+    return joined.select([*table.columns[:at], *TRAINING_COLUMNS.values(), *table.columns[at:]])
+
+
 def excluded_note(summary: pl.DataFrame) -> str:
     """The problems the preflight left out, as ``summary.csv`` names them."""
     names = summary.filter(pl.col("split") == "overall")["excluded"].drop_nulls().unique().to_list()
@@ -214,9 +238,15 @@ def _cell(value: Any) -> str:
     return f"<td>{html.escape(str(value))}</td>"
 
 
-def write_tables(summary_csv: PathLike, funnel_json: PathLike, pass_at_1_html: PathLike, funnel_html: PathLike) -> None:
-    """The pass@1 tables, one per benchmark (from the merged ``summary.csv``), and the stage counts (from
-    ``funnel.json``) as HTML pages."""
+def write_tables(
+    summary_csv: PathLike,
+    funnel_json: PathLike,
+    pass_at_1_html: PathLike,
+    funnel_html: PathLike,
+    training_csv: PathLike | None = None,
+) -> None:
+    """The pass@1 tables, one per benchmark (from the merged ``summary.csv``; with ``training_csv``, the
+    students' final losses beside their pass@1), and the stage counts (from ``funnel.json``) as HTML pages."""
     # Columns that can be all empty, which would read as strings.
     summary = pl.read_csv(
         summary_csv,
@@ -232,6 +262,10 @@ def write_tables(summary_csv: PathLike, funnel_json: PathLike, pass_at_1_html: P
     for name in summary["benchmark"].unique(maintain_order=True):
         part = summary.filter(pl.col("benchmark") == name).drop("benchmark")
         sections.append(canitedit_section(part) if name == "canitedit" else plugin_section(part, benchmark(name)))
+    if training_csv is not None:
+        overrides = {"student": pl.String, **dict.fromkeys(TRAINING_COLUMNS, pl.Float64)}
+        train = pl.read_csv(training_csv, schema_overrides=overrides)
+        sections = [(title, with_training(table, train), f"{note} {TRAINING_NOTE}") for title, table, note in sections]
     Path(pass_at_1_html).write_text(html_sections("pass@1 (%) per benchmark", sections), encoding="utf-8")
     funnel = json.loads(Path(funnel_json).read_text())
     title = "Triplets remaining after each stage"

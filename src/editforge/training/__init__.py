@@ -4,6 +4,9 @@
 - ``data``: tokenisation with the evaluation prompt, loss masks, dynamic padding
   and packing without cross-sample attention, the seeded sample order.
 - ``trainer``: ``run_finetune``: model set-up (full or LoRA), the loop on accelerate, resume.
+- ``step``: one optimizer step, the validation loss, the check that stops a diverging run.
+- ``metrics``, ``throughput``: what each step logs (tokens per second, padding, the MFU
+  estimate, memory) and the summary's figures; ``tracking``: TensorBoard, W&B, trackio, MLflow.
 - ``saving``: checkpoints and the final Hugging Face folder; ``checkpoints``: their folders,
   fingerprint and clean-up; ``card``: the model card.
 - ``memory``: running out of memory, as one message naming the settings to lower.
@@ -21,14 +24,17 @@ from editforge.training.data import (
 from editforge.training.launcher import launch, launch_command, main, select_config
 from editforge.training.settings import (
     DEFAULTS,
+    TrainingDiverged,
     TrainingError,
     TrainingOutOfMemory,
 )
-from editforge.training.trainer import run_finetune, summed_loss
+from editforge.training.step import summed_loss
+from editforge.training.trainer import run_finetune
 
 __all__ = [
     "DEFAULTS",
     "IGNORE_INDEX",
+    "TrainingDiverged",
     "TrainingError",
     "TrainingOutOfMemory",
     "collate",

@@ -53,14 +53,40 @@ with `AutoModelForCausalLM.from_pretrained` like any other model.
 saved in {summary.get("saved_dtype", "float32")}
 - Batches: {summary["layout"]} layout; AdamW, cosine schedule with linear warm-up, gradient clipping at \
 {settings["max_grad_norm"]}; loss on the answer and EOS only
+- {_validation_line(summary.get("validation"))}
+- {_throughput_line(summary.get("throughput"))}
 
 | setting | value |
 |---|---|
 {rows}
 
-`training_log.jsonl` holds the loss, learning rate, token count and time of every step;
-`training_summary.json` holds this card's figures.
+`training_log.jsonl` holds the loss, learning rate, gradient norm, tokens, padding share, tokens per
+second and time of every step, and the validation loss where it was computed; `runs/` holds the same
+curves for TensorBoard (`tensorboard --logdir runs`); `training_summary.json` holds this card's figures.
 """
+
+
+def _validation_line(validation: Mapping[str, Any] | None) -> str:
+    if not validation:
+        return "Validation: no samples were held out (see the dataset card), so there is no validation loss"
+    return (
+        f"Validation: {validation['samples']} held-out samples, loss every {validation['every']} steps and at the "
+        f"end: {validation['first_loss']} first, {validation['final_loss']} at the end, best {validation['best_loss']} "
+        f"at step {validation['best_step']}"
+    )
+
+
+def _throughput_line(figures: Mapping[str, Any] | None) -> str:
+    if not figures:
+        return "Throughput: not measured"
+    mfu = (
+        f"MFU {figures['mfu']:.1%} (an estimate: model FLOPs over the device's peak of {figures['peak_tflops']} "
+        "TFLOP/s)"
+        if figures.get("mfu") is not None
+        else "MFU not estimated (no known peak for this device)"
+    )
+    memory = f"; peak accelerator memory {figures['memory_gib']} GiB" if figures.get("memory_gib") is not None else ""
+    return f"Throughput: {figures['tokens_per_second']} tokens/s (median) on {figures['device']}; {mfu}{memory}"
 
 
 def _cell(value: Any) -> str:

@@ -36,16 +36,20 @@ def checkpoints_dir(out_dir: str | os.PathLike[str]) -> Path:
     return Path(out_dir).resolve().parent / "checkpoints"
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fingerprint(
     dataset: str | os.PathLike[str], base_model: str, chat_template: bool, settings: Mapping[str, Any]
 ) -> str:
-    digest = hashlib.sha256()
-    with open(dataset, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     trained = {key: value for key, value in settings.items() if key not in NOT_FINGERPRINTED}
     identity = {
-        "dataset": digest.hexdigest(),
+        "dataset": file_sha256(dataset),
         "base_model": base_model,
         "chat_template": chat_template,
         "settings": trained,

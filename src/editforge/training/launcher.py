@@ -78,6 +78,8 @@ def cli_args(
     settings_file: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     chat_template: bool = True,
+    validation: str | os.PathLike[str] | None = None,
+    run_name: str | None = None,
 ) -> list[str]:
     """The arguments of ``python -m editforge.training``."""
     args = [
@@ -90,6 +92,10 @@ def cli_args(
         "--out",
         str(out_dir),
     ]
+    if validation is not None:
+        args += ["--validation", str(validation)]
+    if run_name is not None:
+        args += ["--run-name", run_name]
     return args if chat_template else [*args, "--no-chat-template"]
 
 
@@ -147,6 +153,8 @@ def launch(
     out_dir: str | os.PathLike[str],
     chat_template: bool = True,
     configs_dir: str | os.PathLike[str] | None = None,
+    validation: str | os.PathLike[str] | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune with the processes the settings ask for; return the run's summary.
 
@@ -165,14 +173,22 @@ def launch(
     if processes == 1 and resolved["accelerate_config"] == "auto":
         from editforge.training.trainer import run_finetune
 
-        return run_finetune(dataset, base_model, settings, out_dir, chat_template=chat_template)
+        return run_finetune(
+            dataset,
+            base_model,
+            settings,
+            out_dir,
+            chat_template=chat_template,
+            validation_path=validation,
+            run_name=run_name,
+        )
     settings_file = checkpoints_dir(out_dir).parent / "launch_settings.json"
     write_json(settings_file, dict(settings))
     command = launch_command(
         config_file(choice, configs_dir),
         processes,
         resolved["num_nodes"] if choice not in ("cpu", "single_gpu") else 1,
-        cli_args(dataset, base_model, settings_file, out_dir, chat_template),
+        cli_args(dataset, base_model, settings_file, out_dir, chat_template, validation, run_name),
     )
     print("+ " + shlex.join(command), flush=True)
     returncode = subprocess.run(command, check=False).returncode
@@ -188,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-model", required=True, help="a local model folder or a hub id")
     parser.add_argument("--out", required=True, help="the folder the trained model is saved to")
     parser.add_argument("--settings", default="{}", help="the student's settings: a JSON file or JSON text")
+    parser.add_argument("--validation", help="held-out samples for the validation loss (a JSON Lines file)")
+    parser.add_argument("--run-name", help="the run's name in the trackers (default: the output folder's parent)")
     parser.add_argument("--no-chat-template", action="store_true", help="prompt with the plain layout")
     parser.add_argument("--padding", default="auto", choices=["auto", "longest", "max_length", "packed"])
     args = parser.parse_args(argv)
@@ -204,11 +222,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             chat_template=not args.no_chat_template,
             padding=args.padding,
+            validation_path=args.validation,
+            run_name=args.run_name,
         )
     except TrainingError as err:
         print(f"editforge.training: error: {err}", file=sys.stderr)
         return 1
     if int(os.environ.get("RANK", "0")) == 0:
-        keys = ("steps", "resumed_from_step", "first_loss", "final_loss", "train_seconds", "processes", "layout")
+        keys = ("steps", "resumed_from_step", "first_loss", "final_loss", "validation", "train_seconds", "layout")
         print(json.dumps({key: summary[key] for key in keys}))
     return 0

@@ -14,9 +14,11 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, PretrainedConfig
 
+from editforge.monitoring import TRAINING_LOG, TRAINING_SUMMARY
 from editforge.records import write_json, write_jsonl
 from editforge.training import checkpoints
 from editforge.training.card import model_card
+from editforge.training.tracking import copy_tensorboard
 
 
 def keep_trainable_weights(models: list[torch.nn.Module], weights: list[dict[str, Any]], output_dir: str) -> None:
@@ -49,8 +51,10 @@ def save_final(
     out: Path,
     log: list[dict[str, Any]],
     summary: dict[str, Any],
+    runs: Path | None = None,
 ) -> None:
-    """The model in Hugging Face format, written beside ``out`` and renamed into place."""
+    """The model in Hugging Face format, written beside ``out`` and renamed into place; with it the
+    log, the summary, the card, and the TensorBoard files of ``runs`` (under ``runs/``)."""
     accelerator.wait_for_everyone()
     state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards onto the main process
     if not accelerator.is_main_process:
@@ -69,11 +73,13 @@ def save_final(
         trained.config.use_cache = True
         trained.save_pretrained(staging, state_dict=weights)
     tokenizer.save_pretrained(staging)
-    write_jsonl(staging / "training_log.jsonl", log)
+    write_jsonl(staging / TRAINING_LOG, log)
     summary["saved_dtype"] = str(dtype).removeprefix("torch.")
     summary["data_card"] = _data_card_link(summary["dataset"], out)
-    write_json(staging / "training_summary.json", summary)
+    write_json(staging / TRAINING_SUMMARY, summary)
     (staging / "README.md").write_text(model_card(summary), encoding="utf-8")
+    if runs is not None:
+        copy_tensorboard(runs, staging)
     if out.exists():
         shutil.rmtree(out)
     os.replace(staging, out)

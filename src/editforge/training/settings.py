@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from editforge.monitoring import MONITORING_KEYS, TRACKERS
+
 
 class TrainingError(ValueError):
     """The dataset, base model or settings cannot be trained on."""
@@ -18,6 +20,11 @@ class TrainingError(ValueError):
 
 class TrainingOutOfMemory(TrainingError):
     """Training ran out of (GPU or host) memory; the message names the settings to lower."""
+
+
+class TrainingDiverged(TrainingError):
+    """The loss became NaN or infinite, or exploded; the message names the step, the learning rate and
+    the last finite loss."""
 
 
 # LoRA: rank 16, alpha 32, dropout 0.05 on every linear layer of the blocks
@@ -74,10 +81,20 @@ DEFAULTS: dict[str, Any] = {
     "num_gpus": 1,  # processes per node on GPUs
     "num_nodes": 1,
     "accelerate_config": "auto",  # auto | cpu | single_gpu | fsdp_node | multi_node | a YAML path
+    # Watching a run (MONITORING: they change what is logged, never the weights)
+    "report_to": "auto",  # auto (TensorBoard where installed) | none | tensorboard, wandb, trackio, mlflow (a list)
+    "project": None,  # the trackers' project (W&B, trackio, MLflow); None: editforge
+    "eval_every": None,  # optimizer steps between validation losses; None: about ten a run; always at the end
+    "loss_spike_factor": 4.0,  # a loss this many times the reference for 3 steps in a row is divergence
+    "peak_tflops": None,  # the device's peak bf16 TFLOP/s for the MFU estimate; None: known GPUs only
 }
 
+# Settings that change what is logged or watched but never the weights: the workflow does not rerun a
+# finished training when they change (scripts/finetune.py reads them from the config, not from params).
+MONITORING = MONITORING_KEYS
+
 # Settings that do not change what is trained: a checkpoint stays valid when they change.
-NOT_FINGERPRINTED = frozenset({"checkpoint_every", "keep_checkpoints", "accelerate_config", "num_nodes"})
+NOT_FINGERPRINTED = frozenset({"checkpoint_every", "keep_checkpoints", "accelerate_config", "num_nodes"}) | MONITORING
 
 
 def resolve(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,10 +114,38 @@ def resolve(settings: Mapping[str, Any]) -> dict[str, Any]:
             raise TrainingError(f"{key} must be a positive integer, got {resolved[key]!r}")
     if resolved["bf16"] not in ("auto", True, False):
         raise TrainingError(f"bf16 must be auto, true or false, got {resolved['bf16']!r}")
+    resolved["report_to"] = report_to(resolved["report_to"])
+    every = resolved["eval_every"]
+    if every is not None and (not isinstance(every, int) or every < 1):
+        raise TrainingError(f"eval_every must be a positive integer or null, got {every!r}")
+    factor = resolved["loss_spike_factor"]
+    if factor is not None and (not isinstance(factor, (int, float)) or factor <= 1):
+        raise TrainingError(f"loss_spike_factor must be a number above 1 or null (no spike check), got {factor!r}")
+    peak = resolved["peak_tflops"]
+    if peak is not None and (not isinstance(peak, (int, float)) or peak <= 0):
+        raise TrainingError(f"peak_tflops must be a positive number or null, got {peak!r}")
     lora = resolved["lora"]
     if method == "lora" and (not isinstance(lora["r"], int) or lora["r"] < 1):
         raise TrainingError(f"lora.r must be a positive integer, got {lora['r']!r}")
     return resolved
+
+
+def report_to(setting: str | list[str] | None) -> str | list[str]:
+    """``auto``, or the list of trackers asked for (``none`` and an empty list: no tracker)."""
+    if setting == "auto":
+        return "auto"
+    names = [] if setting in (None, "none") else [setting] if isinstance(setting, str) else list(setting)
+    unknown = [name for name in names if name not in TRACKERS]
+    if unknown:
+        raise TrainingError(
+            f"report_to names unknown trackers {unknown}; use auto, none or a list of {', '.join(TRACKERS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def validation_interval(settings: Mapping[str, Any], steps: int) -> int:
+    """Optimizer steps between validation losses: ``eval_every``, or about ten a run."""
+    return settings["eval_every"] or max(1, steps // 10)
 
 
 def micro_batches_per_epoch(examples: int, batch_size: int) -> int:

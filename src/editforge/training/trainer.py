@@ -1,22 +1,14 @@
-"""The fine-tuning run: model set-up (full or LoRA), the loop, checkpoints, the final save.
+"""The fine-tuning run: model set-up (full or LoRA), the loop, validation, trackers, the final save.
 
 A plain torch loop on ``accelerate`` rather than ``transformers.Trainer``: the
 prompt masking, the loss normalisation across gradient-accumulation steps and
-processes, and the log stay visible in one place, while accelerate handles
-device placement, mixed precision, DDP/FSDP and checkpoint state.
-
-One optimizer step takes ``grad_accum`` micro-batches on each of the ``P``
-processes. Every process computes the same stream of micro-batches
-(``data.micro_batches``) and trains on its share of each step's group; the loss
-is the summed cross-entropy of the answer tokens divided by the label count of
-the whole group (times ``P``, since DDP and FSDP average gradients over
-processes), so a step weighs every answer token the same however the group is
-split into micro-batches or processes.
+processes (``step.py``), and the log stay visible in one place, while accelerate
+handles device placement, mixed precision, DDP/FSDP, checkpoint state and the
+experiment trackers (``tracking.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
@@ -28,31 +20,21 @@ from typing import Any
 
 import huggingface_hub.constants
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, parse_flag_from_env
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PretrainedConfig,
     get_cosine_schedule_with_warmup,
-    modeling_utils,
     set_seed,
 )
 
 from editforge.records import read_jsonl
-from editforge.training import checkpoints
-from editforge.training.data import (
-    IGNORE_INDEX,
-    Example,
-    collate,
-    collate_packed,
-    micro_batches,
-    target_count,
-    tokenize_example,
-)
+from editforge.training import checkpoints, metrics, throughput, tracking
+from editforge.training.data import Example, micro_batches, tokenize_example
 from editforge.training.memory import out_of_memory_guard
 from editforge.training.saving import keep_trainable_weights, save_checkpoint, save_final
 from editforge.training.settings import (
@@ -60,11 +42,9 @@ from editforge.training.settings import (
     checkpoint_interval,
     optimizer_steps,
     resolve,
+    validation_interval,
 )
-
-# Whether the installed transformers takes a boolean mask as ``logits_to_keep``
-# (recent 5.x releases); older ones index with it as positions and fail.
-MASKED_LOGITS = hasattr(modeling_utils, "slice_logits_to_keep")
+from editforge.training.step import DivergenceGuard, train_step, validation_loss
 
 
 def run_finetune(
@@ -74,15 +54,23 @@ def run_finetune(
     out_dir: str | os.PathLike[str],
     chat_template: bool = True,
     padding: str = "auto",
+    validation_path: str | os.PathLike[str] | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` (a local directory or hub id) on ``dataset_path``; return a summary.
 
     ``settings`` is one ``training.students`` entry (missing keys take
     ``settings.DEFAULTS``). Writes to ``out_dir`` the model and tokenizer
     (``save_pretrained``; a LoRA run saves the merged model and its adapter under
-    ``adapter/``), ``training_log.jsonl`` (one line per optimizer step),
-    ``training_summary.json`` and a ``README.md`` model card. Checkpoints go to
-    ``out_dir/../checkpoints`` and a killed run resumes from the newest one.
+    ``adapter/``), ``training_log.jsonl`` (one line per optimizer step, with the
+    validation loss where it was computed), ``training_summary.json``, the
+    TensorBoard run under ``runs/`` and a ``README.md`` model card. Checkpoints go to
+    ``out_dir/../checkpoints``, the trackers' live files to ``out_dir/../runs``, and
+    a killed run resumes from the newest checkpoint.
+
+    ``validation_path``: the held-out samples (``results/dataset/validation.jsonl``); their
+    loss is computed every ``eval_every`` steps and at the end. ``run_name`` names the run in
+    the trackers (default: the output folder's parent's name).
 
     ``padding``: ``auto`` follows the ``packing`` setting; ``longest`` and
     ``max_length`` force a padded layout (``max_length`` pads every micro-batch to
@@ -92,6 +80,7 @@ def run_finetune(
     samples = list(read_jsonl(dataset_path))
     if not samples:
         raise TrainingError(f"dataset {dataset_path} holds no training samples")
+    held_out = list(read_jsonl(validation_path)) if validation_path else []
     max_seq_len = settings["max_seq_len"]
     config = _load_config(base_model)
     limit = getattr(config, "max_position_embeddings", None)
@@ -100,35 +89,64 @@ def run_finetune(
             f"max_seq_len {max_seq_len} is larger than the model's max_position_embeddings {limit}; "
             f"set max_seq_len to at most {limit}"
         )
+    trackers = tracking.tracker_names(settings["report_to"])
+    tracking.check_trackers(trackers)
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    encoded = [tokenize_example(tokenizer, s["messages"], max_seq_len, chat_template) for s in samples]
-    examples = [e for e in encoded if e is not None]
+    examples = _encode(tokenizer, samples, max_seq_len, chat_template)
     if not examples:
         raise TrainingError(f"all {len(samples)} samples of {dataset_path} are longer than max_seq_len {max_seq_len}")
+    validation = _encode(tokenizer, held_out, max_seq_len, chat_template)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     layout = _layout(settings, padding)
 
-    accelerator = _accelerator(settings)
+    root = checkpoints.checkpoints_dir(out_dir)
+    run_id = checkpoints.fingerprint(dataset_path, base_model, bool(chat_template), settings)
+    found = checkpoints.latest(root, run_id)
+    runs = tracking.runs_dir(out_dir)
+    name = run_name or Path(out_dir).resolve().parent.name
+    start = found[1]["step"] if found else 0
+    # the process group before any process writes (as Accelerator will make it: ACCELERATE_USE_CPU counts)
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    if state.is_main_process:
+        tracking.prepare_folder(runs, fresh=found is None)
+    state.wait_for_everyone()
+    project = settings["project"] or "editforge"
+    accelerator = _accelerator(settings, tracking.make_trackers(trackers, runs, name, project, start))
     processes = accelerator.num_processes
     steps = optimizer_steps(settings, len(examples), processes)
     interval = checkpoint_interval(settings, len(examples), processes)
+    every = validation_interval(settings, steps)
     lora = settings["method"] == "lora"
-    root = checkpoints.checkpoints_dir(out_dir)
-    run_id = checkpoints.fingerprint(dataset_path, base_model, bool(chat_template), settings)
     if accelerator.is_main_process:
-        for name in checkpoints.clean_stale(root, run_id):
-            print(f"removed stale checkpoint {root / name}", flush=True)
+        for stale in checkpoints.clean_stale(root, run_id):
+            print(f"removed stale checkpoint {root / stale}", flush=True)
     accelerator.wait_for_everyone()
+
+    dataset_facts = {
+        "path": str(dataset_path),
+        "rows": len(samples),
+        "tokens": sum(len(e["input_ids"]) for e in examples),
+        "sha256": checkpoints.file_sha256(dataset_path),
+        **tracking.manifest_beside(dataset_path),
+    }
+    validation_facts = (
+        {"samples": len(validation), "tokens": sum(len(e["input_ids"]) for e in validation), "every": every}
+        if validation
+        else None
+    )
+    accelerator.init_trackers(
+        project,
+        config=tracking.run_config(settings | {"run_name": name}, dataset_facts, validation_facts),
+    )
 
     progress = {"step": 0, "longest": 0, "phase": "loading the model"}
     with out_of_memory_guard(settings, progress, base_model):
         set_seed(settings["seed"])
         model = _load_model(base_model, settings, accelerator)
+        shape = throughput.model_shape(model.get_base_model() if lora else model, lora)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        optimizer = torch.optim.AdamW(
-            _parameter_groups(model, settings["weight_decay"]), lr=settings["learning_rate"]
-        )
+        optimizer = torch.optim.AdamW(_parameter_groups(model, settings["weight_decay"]), lr=settings["learning_rate"])
         progress["phase"] = "placing the model"
         model, optimizer = accelerator.prepare(model, optimizer)
         scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(settings["warmup_ratio"] * steps), steps)
@@ -136,15 +154,21 @@ def run_finetune(
         fsdp = accelerator.distributed_type == DistributedType.FSDP
         if lora and not fsdp:
             accelerator.register_save_state_pre_hook(keep_trainable_weights)
+        peak = throughput.peak_tflops(accelerator.device, settings["peak_tflops"])
 
         log: list[dict[str, Any]] = []
-        start = 0
-        found = checkpoints.latest(root, run_id)
         if found is not None:
             path, state = found
             accelerator.load_state(str(path), **({"strict": False} if lora and not fsdp else {}))
-            start, log = state["step"], state["log"]
+            log = state["log"]
             accelerator.print(f"resumed from {path} (step {start} of {steps})")
+        guard = DivergenceGuard(
+            settings["loss_spike_factor"],
+            [entry["loss"] for entry in log],
+            f"the curves in {runs} (tensorboard --logdir {runs}) and this job's log",
+        )
+        if found is not None:
+            guard.resume = f"rerunning resumes from the checkpoint of step {start} ({found[0]})"
 
         stream = micro_batches(len(examples), settings["batch_size"], settings["seed"])
         for _ in range(start * settings["grad_accum"] * processes):
@@ -154,18 +178,33 @@ def run_finetune(
         for step in range(start + 1, steps + 1):
             progress["step"] = step
             group = [next(stream) for _ in range(settings["grad_accum"] * processes)]
-            entry = _train_step(
-                accelerator, model, optimizer, scheduler, examples, group, layout, pad_id, settings, progress
+            entry = train_step(
+                accelerator,
+                model,
+                optimizer,
+                scheduler,
+                examples,
+                group,
+                layout,
+                pad_id,
+                settings,
+                progress,
+                guard,
+                step,
             )
+            entry |= metrics.device_figures(accelerator, shape, examples, group, entry["seconds"], peak)
+            if validation and (step % every == 0 or step == steps):
+                progress["phase"] = "validation"
+                entry["val_loss"] = validation_loss(accelerator, model, validation, layout, pad_id, settings)
+                progress["phase"] = "training"
             log.append(entry | {"step": step})
-            accelerator.print(
-                f"step {step}/{steps}: loss {entry['loss']:.4f}, lr {entry['lr']:.3g}, "
-                f"grad norm {entry['grad_norm']:.3f}, {entry['tokens'] / entry['seconds']:.0f} tokens/s",
-                flush=True,
-            )
-            if interval and step % interval == 0 and step < steps:
+            accelerator.log(metrics.tracked(entry), step=step)
+            accelerator.print(metrics.step_line(step, steps, entry), flush=True)
+            if interval and step % interval == 0 and step < steps and not guard.spiking:
                 save_checkpoint(accelerator, root, step, {"step": step, "fingerprint": run_id, "log": log}, settings)
-                accelerator.print(f"checkpoint of step {step} saved in {checkpoints.step_dir(root, step)}", flush=True)
+                saved = checkpoints.step_dir(root, step)
+                guard.resume = f"rerunning resumes from the checkpoint of step {step} ({saved})"
+                accelerator.print(f"checkpoint of step {step} saved in {saved}", flush=True)
         seconds = time.monotonic() - started
 
         progress["phase"] = "saving the model"
@@ -186,26 +225,40 @@ def run_finetune(
             "layout": layout,
             "first_loss": log[0]["loss"],
             "final_loss": log[-1]["loss"],
+            "validation": metrics.validation_summary(validation_facts, log, len(held_out)),
+            "throughput": metrics.throughput_summary(accelerator, log, peak),
             "train_seconds": round(seconds, 1),
             "mixed_precision": accelerator.mixed_precision,
             "chat_template": bool(chat_template and tokenizer.chat_template),
+            "run_name": name,
+            "trackers": trackers,
+            "tracking_dir": str(runs),
             "settings": settings,
         }
-        save_final(accelerator, model, tokenizer, base_model, config, Path(out_dir), log, summary)
+        save_final(accelerator, model, tokenizer, base_model, config, Path(out_dir), log, summary, runs)
     if accelerator.is_main_process:
         shutil.rmtree(root, ignore_errors=True)  # optimizer states are of no use once the model is saved
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # the trackers' last writes; ends the process group too
     return summary
 
 
-def _accelerator(settings: Mapping[str, Any]) -> Accelerator:
+def _encode(
+    tokenizer: Any, samples: Sequence[Mapping[str, Any]], max_seq_len: int, chat_template: bool
+) -> list[Example]:
+    """Each sample tokenised; those longer than ``max_seq_len`` left out."""
+    encoded = [tokenize_example(tokenizer, s["messages"], max_seq_len, chat_template) for s in samples]
+    return [e for e in encoded if e is not None]
+
+
+def _accelerator(settings: Mapping[str, Any], log_with: Sequence[Any]) -> Accelerator:
     mixed_precision = "bf16" if _use_bf16(settings["bf16"]) else "no"
     shared = AcceleratorState._shared_state
     if shared.get("_mixed_precision") not in (None, mixed_precision) and PartialState().num_processes == 1:
         # a second run in one process (tests, notebooks) with another precision: accelerate keeps its
         # state per process and refuses a change, which is safe to drop when no process group exists
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
+    return Accelerator(mixed_precision=mixed_precision, log_with=list(log_with) or None)
 
 
 def _use_bf16(setting: bool | str) -> bool:
@@ -277,75 +330,3 @@ def _layout(settings: Mapping[str, Any], padding: str) -> str:
     if padding not in ("longest", "max_length", "packed"):
         raise TrainingError(f"padding must be auto, longest, max_length or packed, got {padding!r}")
     return padding
-
-
-def _train_step(
-    accelerator: Accelerator,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    examples: Sequence[Example],
-    group: Sequence[Sequence[int]],
-    layout: str,
-    pad_id: int,
-    settings: Mapping[str, Any],
-    progress: dict[str, Any],
-) -> dict[str, Any]:
-    """One optimizer step over ``group`` (all processes' micro-batches); return its log entry."""
-    began = time.monotonic()
-    processes = accelerator.num_processes
-    targets = sum(target_count(examples[i]) for batch in group for i in batch)
-    mine = group[accelerator.process_index :: processes]
-    summed = torch.zeros((), device=accelerator.device)
-    model.train()
-    for index, indices in enumerate(mine):
-        batch = _layout_batch([examples[i] for i in indices], layout, pad_id, settings)
-        progress["longest"] = max(len(examples[i]["input_ids"]) for i in indices)
-        batch = {key: value.to(accelerator.device) for key, value in batch.items()}
-        last = index == len(mine) - 1
-        with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            loss = summed_loss(model, batch)
-            accelerator.backward(loss * processes / targets)
-        summed += loss.detach()
-    grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings["max_grad_norm"])
-    learning_rate = scheduler.get_last_lr()[0]
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    total = accelerator.reduce(summed, reduction="sum") if processes > 1 else summed
-    return {
-        "loss": round(float(total) / targets, 6),
-        "lr": learning_rate,
-        "tokens": sum(len(examples[i]["input_ids"]) for batch in group for i in batch),
-        "grad_norm": round(float(grad_norm), 6),
-        "seconds": round(time.monotonic() - began, 3),
-    }
-
-
-def _layout_batch(
-    batch: Sequence[Example], layout: str, pad_id: int, settings: Mapping[str, Any]
-) -> dict[str, torch.Tensor]:
-    if layout == "packed":
-        # flash-attention's variable-length kernel costs the sum of the samples' squares, whatever the row
-        # width; masked attention (SDPA, eager) costs rows x width squared, so rows stay at the longest sample
-        varlen = str(settings["attn_implementation"] or "").startswith("flash_attention")
-        return collate_packed(batch, pad_id, settings["max_seq_len"] if varlen else None)
-    return collate(batch, pad_id, width=settings["max_seq_len"] if layout == "max_length" else None)
-
-
-def summed_loss(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy summed over the labelled tokens (each position predicts the next token).
-
-    Where transformers allows it, only the positions whose next token carries loss
-    are projected onto the vocabulary (``logits_to_keep`` as a boolean mask): the
-    prompt's logits, a large share of the memory at a 150k vocabulary, are never
-    computed. Otherwise all logits are computed and the mask applied after.
-    """
-    labels = batch["labels"]
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
-    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "position_ids") if key in batch}
-    logits = model(**inputs, logits_to_keep=keep if MASKED_LOGITS else 0, use_cache=False).logits
-    if logits.shape[:-1] == labels.shape:  # a model that ignores a mask in logits_to_keep
-        logits = logits[keep]
-    return F.cross_entropy(logits.float(), labels[:, 1:][keep[:, :-1]], reduction="sum")
