@@ -30,7 +30,9 @@ from helpers import REPO
 from helpers.slurm_cluster import ACCOUNT, MAX_TIME_MIN, PARTITION, Cluster, ClusterUnavailable, one_node_cluster
 from helpers.workflow import every_benchmark, every_experiment_rule, synthesis_responder, tiny_config
 
-LOCAL_RULES = {"all", "preflight", "report", "report_figures", "report_tables", "experiment", "experiment_plan"}
+LOCAL_RULES = {
+    "all", "preflight", "report", "report_figures", "report_tables", "report_training", "experiment", "experiment_plan"
+}
 # The status checks start 2 s after a submission instead of the plugin's 40: the chain of
 # jobs is long and each job short here; a cluster keeps the default.
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2"]
