@@ -13,7 +13,7 @@ whole loop (``train_seconds``), and the ratios to ``none``. The validation loss'
 difference in loop time, which the defaults (256 samples about ten times a run) keep to a few
 per cent of a real run.
 
-    python bench/monitoring.py [--steps 8] [--rounds 3] [--validation 16] [--eval-every 2]
+    python bench/monitoring.py [--steps 8] [--rounds 3] [--validation 16] [--eval-every 2] [--batch-size 2]
 """
 
 from __future__ import annotations
@@ -43,13 +43,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64, help="training samples")
     parser.add_argument("--validation", type=int, default=16, help="held-out samples")
     parser.add_argument("--eval-every", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = embedded_model_path()
     settings = {
         "max_steps": args.steps,
-        "batch_size": 4,
+        "batch_size": args.batch_size,
         "grad_accum": 1,
         "learning_rate": 1e-5,
         "max_seq_len": 1024,
