@@ -254,7 +254,7 @@ def training_threads(wildcards):
 
 def student_settings(wildcards):
     """What trains the student: not how it is served for evaluation, nor what only watches the run
-    (training.settings.MONITORING, which scripts/finetune.py reads from the config)."""
+    (monitoring.MONITORING_KEYS, which scripts/finetune.py reads from the config)."""
     student = config["training"]["students"][wildcards.student]
     return {k: v for k, v in student.items() if k != "serve" and k not in monitoring.MONITORING_KEYS}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from editforge.backend import resolve_model_path
+from editforge.monitoring import MONITORING_KEYS
 from editforge.stage_log import logged
 from editforge.training import launch
-from editforge.training.settings import MONITORING
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
@@ -19,7 +19,7 @@ with logged(snakemake.log[0]):
     student = snakemake.wildcards.student
     # What only watches the run (trackers, validation cadence, the divergence check) comes from the config,
     # not from params: changing it does not rerun a finished training.
-    monitoring = {k: v for k, v in snakemake.config["training"]["students"][student].items() if k in MONITORING}
+    monitoring = {k: v for k, v in snakemake.config["training"]["students"][student].items() if k in MONITORING_KEYS}
     wildcards = dict(snakemake.wildcards.items())
     if "variant" in wildcards:
         run_name = f"{wildcards['experiment']}/{wildcards['variant']}/{student}/s{wildcards['seed']}"

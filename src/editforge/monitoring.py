@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import netrc
 import os
 from collections.abc import Mapping, Sequence
@@ -42,16 +43,40 @@ def read_training_summary(model_dir: PathLike) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float where it is a finite number (not a boolean), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def log_series(log: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of the log lines holding a finite number under ``key``."""
+    kept = [(entry["step"], value) for entry in log if (value := finite_number(entry.get(key))) is not None]
+    return [step for step, _ in kept], [value for _, value in kept]
+
+
 def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def named_trackers(setting: str | Sequence[str] | None) -> str | list[str]:
+    """``auto``, or the trackers a ``report_to`` setting names (``none`` and an empty list: none)."""
+    if setting == "auto":
+        return "auto"
+    names = [] if setting in (None, "none") else [setting] if isinstance(setting, str) else list(setting)
+    unknown = [name for name in names if name not in TRACKERS]
+    if unknown:
+        raise ValueError(
+            f"report_to names unknown trackers {unknown}; use auto, none or a list of {', '.join(TRACKERS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
 def tracker_problem(names: Sequence[str], env: Mapping[str, str] | None = None) -> str | None:
-    """Why one of ``names`` could not start here, in one line with the fix, or None."""
+    """Why one of ``names`` (known trackers) could not start here, in one line with the fix, or None."""
     env = os.environ if env is None else env
     for name in names:
-        if name not in TRACKERS:
-            return f"unknown tracker {name!r}; use auto, none or a list of {', '.join(TRACKERS)}"
         if not installed(TRACKERS[name]):
             return f"{name}: the {TRACKERS[name]} package is missing; pip install {TRACKERS[name]}"
     if "wandb" in names and not _wandb_ready(env):
@@ -66,9 +91,8 @@ def tracker_problems(cfg: Mapping[str, Any], env: Mapping[str, str] | None = Non
     """A line for each student whose named trackers could not start (``auto`` and ``none`` always can)."""
     lines = []
     for name, student in cfg["training"]["students"].items():
-        asked = student.get("report_to", "auto")
-        names = [] if asked in ("auto", "none") else [asked] if isinstance(asked, str) else list(asked)
-        if problem := tracker_problem(names, env):
+        asked = named_trackers(student.get("report_to", "auto"))
+        if problem := tracker_problem([] if asked == "auto" else asked, env):
             lines.append(f"training.students.{name}.report_to: {problem}")
     return lines
 

@@ -38,6 +38,25 @@ def test_both_styles_of_a_triplet_fall_on_the_same_side() -> None:
     assert split.triplets == len(groups(split.validation)) and split.reason is None
 
 
+def test_rows_of_one_edit_under_different_ids_fall_on_the_same_side() -> None:
+    """An external set (OpenCodeEdit's rows, say) gives one edit's two styles as two rows with ids of their own."""
+    edits = [
+        {
+            "id": f"oce:{2 * i + k}",
+            "triplet_id": f"oce:{2 * i + k}",
+            "style": style,
+            "pre_code": f"def f{i}():\n    pass\n",
+            "post_code": f"def f{i}():\n    return {i}\n",
+        }
+        for i in range(40)
+        for k, style in enumerate(("lazy", "descriptive"))
+    ]
+    split = split_validation(edits, {"samples": 8, "max_share": 0.1}, 42)
+    held = {(row["pre_code"], row["post_code"]) for row in split.validation}
+    assert len(split.validation) == 8 and len(held) == 4  # four edits, each in both styles
+    assert held.isdisjoint((row["pre_code"], row["post_code"]) for row in split.train)
+
+
 def test_train_rows_keep_their_order_and_nothing_is_lost() -> None:
     data = rows(100)
     split = split_validation(data, {"samples": 20}, 42)

@@ -1,7 +1,8 @@
 """The held-out validation split of a training set (``dataset.validation``), by triplet.
 
-Rows are grouped by ``triplet_id`` (a row without one, as an external set may have, is a group of its
-own by ``id``), so both instruction styles of a triplet fall on the same side. Groups are ordered by
+Rows are grouped by their pair of programs (``pre_code``, ``post_code``; a row without them by
+``triplet_id``, else by ``id``), so both instruction styles of a triplet fall on the same side, also in
+an external set that gives one edit in two styles as two rows with ids of their own. Groups are ordered by
 ``sha256(f"{seed}:{group}")`` and taken in that order while the held-out rows stay within
 ``limit = min(samples, floor(max_share * rows))``; a group that would overflow it is skipped and later,
 smaller groups are still tried. The split depends on the seed and the groups only, not on the rows'
@@ -38,8 +39,8 @@ class ValidationSplit:
 
     @property
     def triplets(self) -> int:
-        """The triplets (groups) held out."""
-        return len({group_of(row) for row in self.validation})
+        """The triplets held out (by ``triplet_id``, else ``id``)."""
+        return len({row.get("triplet_id") or row["id"] for row in self.validation})
 
 
 def validation_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -59,7 +60,11 @@ def validation_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def group_of(row: Mapping[str, Any]) -> str:
-    """The group a row is held out with: its triplet, else the row itself."""
+    """The group a row is held out with: its pair of programs (both styles of a triplet share it, and so
+    do an external set's rows that give one edit in two styles under different ids), else its triplet,
+    else the row itself."""
+    if "pre_code" in row and "post_code" in row:
+        return hashlib.sha256(f"{row['pre_code']}\0{row['post_code']}".encode()).hexdigest()
     return str(row.get("triplet_id") or row["id"])
 
 

@@ -6,7 +6,6 @@ with its train loss (``loss``) and, on the steps where it was computed, the vali
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from editforge.monitoring import read_training_log
+from editforge.monitoring import log_series, read_training_log
 from editforge.records import PathLike
 
 SEED_LINESTYLES = ("-", "--", ":", "-.")  # per seed; a variant is a colour of the default cycle
@@ -119,12 +118,8 @@ def write_curves(curves: Sequence[CellCurve], path: PathLike) -> None:
 
 
 def _points(log: Sequence[Mapping[str, Any]], key: str) -> Points:
-    kept = [(entry["step"], float(value)) for entry in log if _finite(value := entry.get(key))]
-    return tuple(step for step, _ in kept), tuple(value for _, value in kept)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    steps, values = log_series(log, key)
+    return tuple(steps), tuple(values)
 
 
 def _finish(ax: Axes, title: str) -> None:

@@ -8,8 +8,7 @@ as a dash. Figures are ``matplotlib.figure.Figure`` objects saved with the Agg c
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -20,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from editforge.monitoring import read_training_log, read_training_summary
+from editforge.monitoring import finite_number, log_series, read_training_log, read_training_summary
 from editforge.records import PathLike
 
 _MISSING = "-"
@@ -53,15 +52,12 @@ class TrainingRun:
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """(steps, values) of the log's lines that hold a finite number under ``key``."""
-        return self._points(lambda entry: _number(entry.get(key)))
+        return log_series(self.log, key)
 
     def tokens_per_second(self) -> tuple[list[int], list[float]]:
         """(steps, tokens per second): the logged rate, or tokens over seconds in an old log."""
-        return self._points(_rate)
-
-    def _points(self, value_of: Callable[[Mapping[str, Any]], float | None]) -> tuple[list[int], list[float]]:
-        kept = [(entry["step"], value) for entry in self.log if (value := value_of(entry)) is not None]
-        return [step for step, _ in kept], [value for _, value in kept]
+        kept = [(entry["step"], rate) for entry in self.log if (rate := _rate(entry)) is not None]
+        return [step for step, _ in kept], [rate for _, rate in kept]
 
 
 def read_run(student: str, model_dir: PathLike) -> TrainingRun:
@@ -88,14 +84,16 @@ def final_numbers(run: TrainingRun) -> dict[str, Any]:
     return {
         "student": run.student,
         "steps": run.log[-1]["step"] if run.log else summary.get("steps"),
-        "final_train_loss": losses[-1] if losses else _number(summary.get("final_loss")),
-        "final_val_loss": val_losses[-1] if val_losses else _number(validation.get("final_loss")),
-        "best_val_loss": best[0] if best else _number(validation.get("best_loss")),
+        "final_train_loss": losses[-1] if losses else finite_number(summary.get("final_loss")),
+        "final_val_loss": val_losses[-1] if val_losses else finite_number(validation.get("final_loss")),
+        "best_val_loss": best[0] if best else finite_number(validation.get("best_loss")),
         "best_val_step": best[1] if best else validation.get("best_step"),
-        "tokens_per_second": median(rates[1:] or rates) if rates else _number(throughput.get("tokens_per_second")),
-        "mfu": median(mfus[1:] or mfus) if mfus else _number(throughput.get("mfu")),
-        "memory_gib": max(memory) if memory else _number(throughput.get("memory_gib")),
-        "train_seconds": _number(summary.get("train_seconds")),
+        "tokens_per_second": median(rates[1:] or rates)
+        if rates
+        else finite_number(throughput.get("tokens_per_second")),
+        "mfu": median(mfus[1:] or mfus) if mfus else finite_number(throughput.get("mfu")),
+        "memory_gib": max(memory) if memory else finite_number(throughput.get("memory_gib")),
+        "train_seconds": finite_number(summary.get("train_seconds")),
         "samples": summary.get("samples"),
         "validation_samples": held_out,
     }
@@ -190,17 +188,11 @@ def _say_no_data(ax: Axes, message: str) -> None:
     ax.set_axis_off()
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def _rate(entry: Mapping[str, Any]) -> float | None:
-    rate = _number(entry.get("tokens_per_second"))
+    rate = finite_number(entry.get("tokens_per_second"))
     if rate is not None:
         return rate
-    tokens, seconds = _number(entry.get("tokens")), _number(entry.get("seconds"))
+    tokens, seconds = finite_number(entry.get("tokens")), finite_number(entry.get("seconds"))
     return tokens / seconds if tokens is not None and seconds else None
 
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from editforge.monitoring import MONITORING_KEYS, TRACKERS
+from editforge.monitoring import MONITORING_KEYS, named_trackers
 
 
 class TrainingError(ValueError):
@@ -81,7 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "num_gpus": 1,  # processes per node on GPUs
     "num_nodes": 1,
     "accelerate_config": "auto",  # auto | cpu | single_gpu | fsdp_node | multi_node | a YAML path
-    # Watching a run (MONITORING: they change what is logged, never the weights)
+    # Watching a run (monitoring.MONITORING_KEYS: they change what is logged, never the weights)
     "report_to": "auto",  # auto (TensorBoard where installed) | none | tensorboard, wandb, trackio, mlflow (a list)
     "project": None,  # the trackers' project (W&B, trackio, MLflow); None: editforge
     "eval_every": None,  # optimizer steps between validation losses; None: about ten a run; always at the end
@@ -89,12 +89,10 @@ DEFAULTS: dict[str, Any] = {
     "peak_tflops": None,  # the device's peak bf16 TFLOP/s for the MFU estimate; None: known GPUs only
 }
 
-# Settings that change what is logged or watched but never the weights: the workflow does not rerun a
-# finished training when they change (scripts/finetune.py reads them from the config, not from params).
-MONITORING = MONITORING_KEYS
-
 # Settings that do not change what is trained: a checkpoint stays valid when they change.
-NOT_FINGERPRINTED = frozenset({"checkpoint_every", "keep_checkpoints", "accelerate_config", "num_nodes"}) | MONITORING
+NOT_FINGERPRINTED = (
+    frozenset({"checkpoint_every", "keep_checkpoints", "accelerate_config", "num_nodes"}) | MONITORING_KEYS
+)
 
 
 def resolve(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,7 +112,10 @@ def resolve(settings: Mapping[str, Any]) -> dict[str, Any]:
             raise TrainingError(f"{key} must be a positive integer, got {resolved[key]!r}")
     if resolved["bf16"] not in ("auto", True, False):
         raise TrainingError(f"bf16 must be auto, true or false, got {resolved['bf16']!r}")
-    resolved["report_to"] = report_to(resolved["report_to"])
+    try:
+        resolved["report_to"] = named_trackers(resolved["report_to"])
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
     every = resolved["eval_every"]
     if every is not None and (not isinstance(every, int) or every < 1):
         raise TrainingError(f"eval_every must be a positive integer or null, got {every!r}")
@@ -128,19 +129,6 @@ def resolve(settings: Mapping[str, Any]) -> dict[str, Any]:
     if method == "lora" and (not isinstance(lora["r"], int) or lora["r"] < 1):
         raise TrainingError(f"lora.r must be a positive integer, got {lora['r']!r}")
     return resolved
-
-
-def report_to(setting: str | list[str] | None) -> str | list[str]:
-    """``auto``, or the list of trackers asked for (``none`` and an empty list: no tracker)."""
-    if setting == "auto":
-        return "auto"
-    names = [] if setting in (None, "none") else [setting] if isinstance(setting, str) else list(setting)
-    unknown = [name for name in names if name not in TRACKERS]
-    if unknown:
-        raise TrainingError(
-            f"report_to names unknown trackers {unknown}; use auto, none or a list of {', '.join(TRACKERS)}"
-        )
-    return list(dict.fromkeys(names))
 
 
 def validation_interval(settings: Mapping[str, Any], steps: int) -> int:
